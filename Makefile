@@ -1,0 +1,47 @@
+# rcfd: `make verify` runs every check and reports; `make test` runs the tests.
+# Both create a virtualenv in .venv/<python version>/ with the pinned dev
+# dependencies on first use. PY picks the interpreter: `make test PY=3.12`
+# (a version, a command such as python3.12, or a path; pyenv installs are
+# found even when they are not on PATH). The default is the newest of
+# 3.13, 3.12 and 3.11 found, which the interleaving checks need (3.12+).
+
+PY ?= newest
+PYTHON := $(shell tools/find-python $(PY))
+ifeq ($(PYTHON),)
+$(error no usable Python for PY=$(PY); see the message above)
+endif
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV := .venv/$(PYVER)
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+
+.PHONY: test verify test-all lint typecheck bench mutants explain clean
+
+$(STAMP): pyproject.toml
+	@echo "== creating $(VENV) with $(PYTHON)"
+	@rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
+	@$(VPY) -m pip install -q --upgrade pip
+	@$(VPY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: $(STAMP)
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+verify: $(STAMP)
+	$(VPY) tools/verify.py
+
+lint: $(STAMP)
+	$(VPY) -m ruff check .
+
+typecheck: $(STAMP)
+	$(VPY) -m mypy rcfd model tests
+
+# The tests on every supported interpreter found here; a missing one is named, not fatal.
+test-all:
+	@set -e; for v in 3.11 3.12 3.13; do \
+	    if tools/find-python $$v >/dev/null; then $(MAKE) --no-print-directory test PY=$$v; \
+	    else echo "== Python $$v not found: skipped (install it, e.g. with pyenv, to test it)"; fi; \
+	done
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

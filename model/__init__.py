@@ -1,0 +1,1 @@
+"""The independent model of the FD lifecycle (filled by the model issue)."""

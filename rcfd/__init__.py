@@ -1,0 +1,36 @@
+"""rcfd: reference-counted file descriptors for threads (a port of Go's acln.ro/rc).
+
+Where things live:
+  rcfd._lifecycle  the state machine as a pure function (states, events, `step`)
+  rcfd._fd         FD: applies `step` under a lock; borrows, close, finalizer
+  rcfd._errors     the exceptions and wrap_syscall_error
+  rcfd._registry   LifetimeRegistry and FDStats (leak tracking)
+"""
+
+from rcfd._errors import (
+    ClosedFDError,
+    CloseInsideBorrowError,
+    FDError,
+    MultipleInitError,
+    SyscallError,
+    UninitializedFDError,
+    wrap_syscall_error,
+)
+from rcfd._fd import FD, Borrow
+from rcfd._lifecycle import State
+from rcfd._registry import FDStats, LifetimeRegistry
+
+__all__ = [
+    "FD",
+    "Borrow",
+    "ClosedFDError",
+    "CloseInsideBorrowError",
+    "FDError",
+    "FDStats",
+    "LifetimeRegistry",
+    "MultipleInitError",
+    "State",
+    "SyscallError",
+    "UninitializedFDError",
+    "wrap_syscall_error",
+]

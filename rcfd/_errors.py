@@ -1,0 +1,113 @@
+"""rcfd's exceptions and `wrap_syscall_error`.
+
+Each FD error also derives from the standard-library exception that code
+without rcfd would have met in the same situation, so existing handlers keep
+working: a raw `os` call on a closed descriptor raises OSError(EBADF), so
+ClosedFDError is one; calling a one-shot setup twice is a RuntimeError (as
+`Thread.start` twice is). specs/rcfd.md ("Errors") has the Go <-> Python map.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from rcfd._lifecycle import Event, State
+
+
+class FDError(Exception):
+    """Base of every error an FD raises about its own lifecycle."""
+
+
+class UninitializedFDError(FDError, OSError):
+    """An FD was used before init(). Go: ErrUninitializedFD.
+
+    An OSError(EBADF) because a raw call on an unset descriptor fails that way.
+    """
+
+    def __init__(self, event: Event) -> None:
+        super().__init__(
+            errno.EBADF,
+            f"rcfd: use of uninitialized file descriptor: {event.value}() refused in state UNINIT",
+        )
+
+
+class ClosedFDError(FDError, OSError):
+    """An FD was used after close() began. Go: ErrClosedFD.
+
+    An OSError(EBADF), the error a raw `os` call on a closed descriptor raises.
+    """
+
+    def __init__(self, event: Event, state: State) -> None:
+        super().__init__(
+            errno.EBADF,
+            f"rcfd: use of closed file descriptor: {event.value}() refused in state {state.name}",
+        )
+
+
+class MultipleInitError(FDError, RuntimeError):
+    """init() (or track_lifetime()) on an FD that was already initialized.
+    Go: ErrMultipleInit."""
+
+    def __init__(self, event: Event, state: State) -> None:
+        super().__init__(
+            f"rcfd: multiple calls to init: {event.value}() refused in state {state.name}"
+            + (
+                "; track_lifetime() must come before init(), or pass registry= to FD()"
+                if event is Event.TRACK
+                else ""
+            )
+        )
+
+
+class CloseInsideBorrowError(FDError, RuntimeError):
+    """close() or detach() called by a thread that holds a borrow of the same FD.
+
+    Waiting would never end: the close waits for that very borrow. Go's rc
+    deadlocks here; rcfd refuses at once and changes nothing.
+    """
+
+    def __init__(self, event: Event, state: State) -> None:
+        super().__init__(
+            f"rcfd: {event.value}() refused in state {state.name}: "
+            "the calling thread holds a borrow of this FD and close would wait for it forever"
+        )
+
+
+class SyscallError(OSError):
+    """An error from a system call made under a borrow, named after that call.
+
+    Go: os.SyscallError. Keeps the original errno (where there is one) so
+    `except FileNotFoundError`-style matching on `.errno` still works; the
+    original exception is chained as __cause__.
+    """
+
+    syscall: str
+
+    def __init__(self, syscall: str, err: BaseException) -> None:
+        code = err.errno if isinstance(err, OSError) else None
+        if code is not None:
+            super().__init__(code, f"{syscall}: {os.strerror(code)}")
+        else:
+            super().__init__(f"{syscall}: {err}")
+        self.syscall = syscall
+
+
+def wrap_syscall_error(syscall: str, err: BaseException | None) -> BaseException | None:
+    """Name the system call behind `err`, as Go's rc.WrapSyscallError does.
+
+    None stays None; UninitializedFDError and ClosedFDError pass through
+    unchanged (they are rcfd's verdict, not the system call's); anything else
+    becomes a SyscallError whose __cause__ is `err`.
+    """
+    if not isinstance(syscall, str):
+        raise TypeError(f"wrap_syscall_error: syscall must be a str, not {type(syscall).__name__}")
+    if err is None or isinstance(err, (UninitializedFDError, ClosedFDError)):
+        return err
+    if not isinstance(err, BaseException):
+        raise TypeError(
+            f"wrap_syscall_error: err must be an exception or None, not {type(err).__name__}"
+        )
+    wrapped = SyscallError(syscall, err)
+    wrapped.__cause__ = err
+    return wrapped

@@ -1,0 +1,488 @@
+"""FD: one raw file descriptor shared between threads, closed exactly once.
+
+The rules live in rcfd._lifecycle.step; this module applies them under a
+per-FD lock and does what the outcome says. The lock is only ever held for
+a few field updates, never across a caller's fn, close_func or on_closing,
+so no user code can deadlock against it.
+
+Invariants (all read and written under `_lock`):
+  len(_holders) == the number of running borrows (nested ones count twice);
+  _closer is None  <=>  _state in (UNINIT, OPEN);
+  close_func is called by exactly one thread: the one whose step returned
+  RUN_CLOSE (the release that took the count to zero in CLOSING).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import warnings
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
+
+from rcfd._errors import (
+    ClosedFDError,
+    CloseInsideBorrowError,
+    FDError,
+    MultipleInitError,
+    UninitializedFDError,
+)
+from rcfd._lifecycle import REFUSALS, Event, Outcome, State, step
+from rcfd._registry import LifetimeRegistry, Release, current_registry
+
+if TYPE_CHECKING:
+    import asyncio
+
+T = TypeVar("T")
+
+_OPEN = State.OPEN
+_get_ident = threading.get_ident
+
+
+class _Closer:
+    """What one close (or detach) of one FD needs; exists from CLOSING on.
+
+    Allocated at close time so that an open FD carries none of it.
+    """
+
+    __slots__ = ("detach", "owner_waiting", "handed_over", "done", "error", "wakers")
+
+    def __init__(self, detach: bool, owner_waker: Callable[[], None]) -> None:
+        self.detach = detach  # the owner wants the number back, not closed
+        self.owner_waiting = True  # the caller that began the close still waits
+        self.handed_over = False  # a detach finished: the number is the owner's
+        self.done = False  # state is CLOSED; every waker has been or is being called
+        self.error: BaseException | None = None  # what close_func raised, for the owner
+        self.wakers: list[Callable[[], None]] = [owner_waker]  # called once at CLOSED
+
+
+class FD:
+    """A reference-counted file descriptor (Go: rc.FD).
+
+    Every use of the number is a borrow (`do(fn)` or `with fd.borrow()`);
+    `close()` refuses new borrows at once, waits for the running ones, then
+    calls close_func exactly once. See specs/rcfd.md for the full contract.
+    """
+
+    __slots__ = (
+        "_lock",
+        "_state",
+        "_holders",
+        "_rawfd",
+        "_close_func",
+        "_on_closing",
+        "_registry",
+        "_closer",
+    )
+
+    def __init__(
+        self,
+        rawfd: int | None = None,
+        close_func: Callable[[int], object] = os.close,
+        *,
+        registry: LifetimeRegistry | None = None,
+        on_closing: Callable[[int], object] | None = None,
+    ) -> None:
+        """FD() is UNINIT (call track_lifetime, then init); FD(rawfd, ...) is OPEN."""
+        self._state = State.UNINIT  # first: __del__ must see a state even if we raise
+        self._lock = threading.Lock()  # guards _state, _holders, _closer, _registry
+        self._holders: list[int] = []  # one thread ident per running borrow
+        self._rawfd = -1  # valid iff _state is OPEN or CLOSING
+        self._close_func: Callable[[int], object] = os.close
+        self._on_closing: Callable[[int], object] | None = None
+        self._registry: LifetimeRegistry | None = None  # set before init, read at release
+        self._closer: _Closer | None = None
+        if registry is not None:
+            self.track_lifetime(registry)
+        if rawfd is not None:
+            self.init(rawfd, close_func, on_closing=on_closing)
+        elif on_closing is not None:
+            raise TypeError("FD(): on_closing needs a rawfd; pass it to init() instead")
+
+    # -- lifecycle -------------------------------------------------------
+
+    def init(
+        self,
+        rawfd: int,
+        close_func: Callable[[int], object] = os.close,
+        *,
+        on_closing: Callable[[int], object] | None = None,
+    ) -> None:
+        """UNINIT -> OPEN. Arms the finalizer; reports to the registry."""
+        _check_rawfd(rawfd)
+        _check_callable("init", "close_func", close_func)
+        if on_closing is not None:
+            _check_callable("init", "on_closing", on_closing)
+        with self._lock:
+            self._apply(Event.INIT)
+            registry = self._registry
+            if registry is None:
+                registry = self._registry = current_registry.get()
+            self._rawfd = rawfd
+            self._close_func = close_func
+            self._on_closing = on_closing
+            if registry is not None:
+                registry._record_init(id(self), rawfd)
+            self._state = _OPEN
+
+    def track_lifetime(self, registry: LifetimeRegistry) -> None:
+        """Report this FD's init and release to `registry`. Only before init()."""
+        if not isinstance(registry, LifetimeRegistry):
+            raise TypeError(
+                "track_lifetime: registry must be a LifetimeRegistry, "
+                f"not {type(registry).__name__}"
+            )
+        with self._lock:
+            self._apply(Event.TRACK)
+            self._registry = registry
+
+    def do(self, fn: Callable[[int], T], /) -> T:
+        """Call fn(rawfd) under a borrow and return what it returns.
+
+        Raises ClosedFDError at once, without calling fn, once close() began.
+        """
+        if not callable(fn):
+            raise TypeError(f"do: fn must be callable, not {type(fn).__name__}")
+        tid = _get_ident()
+        lock = self._lock
+        with lock:
+            # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
+            if self._state is not _OPEN:
+                raise self._refusal(Event.BORROW)
+            self._holders.append(tid)
+        try:
+            return fn(self._rawfd)
+        finally:
+            with lock:
+                # step(s, n, c, RELEASE): OK unless this was the last borrow in CLOSING.
+                holders = self._holders
+                holders.remove(tid)
+                last = not holders and self._state is not _OPEN
+            if last:
+                self._run_close()
+
+    def borrow(self) -> Borrow:
+        """`with fd.borrow() as rawfd:` is `fd.do(fn)` as a context manager."""
+        return Borrow(self)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Begin closing (new borrows are refused from now on), wait for the
+        running borrows, and call close_func once.
+
+        With `timeout`, raises TimeoutError if borrows still run at the
+        deadline; the FD stays CLOSING and the last borrow closes it. A close
+        by another thread makes this call wait for it, then raise ClosedFDError.
+        """
+        _check_timeout("close", timeout)
+        self._close(Event.CLOSE, timeout)
+
+    def detach(self) -> int:
+        """Like close(), but hand the raw number back instead of closing it.
+
+        The FD ends CLOSED, the finalizer is disarmed, and the registry counts
+        it as detached. The caller now owns the number. If this call is
+        interrupted before the hand-over, the number is closed instead.
+        """
+        return self._close(Event.DETACH, None)
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """close() for asyncio: waits without blocking the event loop.
+
+        The borrow that returns last completes the close and wakes this task.
+        Cancelling the task does not cancel the close.
+        """
+        import asyncio
+
+        _check_timeout("aclose", timeout)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_resolve, done)
+
+        closer, owner = self._begin_close(Event.CLOSE, wake)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+        except BaseException as exc:
+            if not self._give_up(closer, owner, wake, exc):
+                raise
+            await done  # close_func is running: its end is near; wait for it
+        self._outcome(closer, owner, Event.CLOSE)
+
+    def dup(self) -> FD:
+        """A new, independent, OPEN FD on a duplicate of the descriptor
+        (F_DUPFD_CLOEXEC, taken under a borrow), with the same close_func,
+        on_closing and registry."""
+        import fcntl
+
+        newfd = self.do(lambda rawfd: fcntl.fcntl(rawfd, fcntl.F_DUPFD_CLOEXEC, 0))
+        try:
+            return FD(newfd, self._close_func, registry=self._registry, on_closing=self._on_closing)
+        except BaseException:
+            os.close(newfd)
+            raise
+
+    # -- observation -----------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current state (a snapshot: another thread may change it next)."""
+        return self._state
+
+    @property
+    def borrow_count(self) -> int:
+        """The number of running borrows, nested ones counted each time."""
+        return len(self._holders)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            state, rawfd, borrows = self._state, self._rawfd, len(self._holders)
+        if state is State.UNINIT:
+            return "<rcfd.FD UNINIT>"
+        return f"<rcfd.FD {state.name} fd={rawfd} borrows={borrows}>"
+
+    def __enter__(self) -> FD:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close, unless a close already began elsewhere (then wait for it)."""
+        with contextlib.suppress(ClosedFDError):
+            self.close()
+
+    def __del__(
+        self,
+        _warn: Callable[..., None] = warnings.warn,
+        _finalize: Event = Event.FINALIZE,
+    ) -> None:
+        # Unreachable, so no borrow can be running (a borrow holds a reference)
+        # and no other thread can touch this FD: no lock needed. Globals are
+        # bound as defaults because this may run during interpreter shutdown.
+        transition = step(self._state, len(self._holders), 0, _finalize)
+        if transition.outcome is not Outcome.RUN_CLOSE:
+            return
+        self._state = transition.state
+        _warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        try:
+            self._close_func(self._rawfd)
+        finally:
+            self._state = State.CLOSED
+            if self._registry is not None:
+                self._registry._record_release(id(self), "finalized")
+
+    # -- internals -------------------------------------------------------
+
+    def _apply(self, event: Event) -> Outcome:
+        """step() for the calling thread; commit the state or raise. Needs _lock."""
+        holders = self._holders
+        transition = step(self._state, len(holders), holders.count(_get_ident()), event)
+        if transition.outcome in REFUSALS:
+            raise self._error(transition.outcome, event)
+        self._state = transition.state
+        return transition.outcome
+
+    def _refusal(self, event: Event) -> FDError:
+        """The error for a borrow refused in the current state. Needs _lock."""
+        return self._error(step(self._state, 0, 0, event).outcome, event)
+
+    def _error(self, outcome: Outcome, event: Event) -> FDError:
+        state = self._state
+        if outcome is Outcome.REFUSE_UNINIT:
+            return UninitializedFDError(event)
+        if outcome is Outcome.REFUSE_CLOSED:
+            return ClosedFDError(event, state)
+        if outcome is Outcome.REFUSE_MULTIPLE_INIT:
+            return MultipleInitError(event, state)
+        return CloseInsideBorrowError(event, state)
+
+    def _release(self, tid: int) -> None:
+        """End one borrow of thread `tid`; run close_func if it was the last in CLOSING."""
+        with self._lock:
+            holders = self._holders
+            holders.remove(tid)
+            last = not holders and self._state is not _OPEN
+        if last:
+            self._run_close()
+
+    def _close(self, event: Event, timeout: float | None) -> int:
+        waiter = threading.Lock()
+        waiter.acquire()
+        closer, owner = self._begin_close(event, waiter.release)
+        try:
+            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
+                raise TimeoutError(
+                    f"rcfd: close() timed out after {timeout}s with "
+                    f"{self.borrow_count} borrow(s) running; the FD stays CLOSING "
+                    "and the last borrow will close it"
+                )
+        except BaseException as exc:
+            if not self._give_up(closer, owner, waiter.release, exc):
+                raise
+            waiter.acquire()  # close_func is running: its end is near; wait for it
+        return self._outcome(closer, owner, event)
+
+    def _begin_close(self, event: Event, waker: Callable[[], None]) -> tuple[_Closer, bool]:
+        """Apply CLOSE/DETACH and register `waker` to be called at CLOSED.
+
+        Returns the FD's closer and whether this caller began the close (its
+        owner). The owner holds a borrow until on_closing has returned.
+        """
+        tid = _get_ident()
+        with self._lock:
+            if self._apply(event) is Outcome.BEGIN_CLOSE:
+                closer = self._closer = _Closer(event is Event.DETACH, waker)
+                self._holders.append(tid)
+                owner = True
+            else:  # WAIT: another thread began the close
+                waiting = self._closer
+                assert waiting is not None
+                closer = waiting
+                closer.wakers.append(waker)
+                owner = False
+        if owner:
+            on_closing = self._on_closing
+            try:
+                if on_closing is not None:
+                    # Runs under the owner's borrow: the number cannot be closed under it.
+                    on_closing(self._rawfd)
+            finally:
+                self._release(tid)
+        return closer, owner
+
+    def _run_close(self) -> None:
+        """The count reached zero in CLOSING: close (or hand over) and wake waiters.
+
+        Only the thread whose step returned RUN_CLOSE calls this.
+        """
+        closer = self._closer
+        assert closer is not None
+        with self._lock:
+            hand_over = closer.detach and closer.owner_waiting
+        error: BaseException | None = None
+        if not hand_over:
+            try:
+                self._close_func(self._rawfd)
+            except BaseException as exc:
+                error = exc
+        how: Release = "detached" if hand_over else "close_failed" if error else "closed"
+        if self._registry is not None:
+            self._registry._record_release(id(self), how)
+        with self._lock:
+            self._state = step(self._state, 0, 0, Event.FINISH).state
+            closer.done = True
+            closer.handed_over = hand_over
+            closer.error = error
+            owner_waiting = closer.owner_waiting
+            wakers, closer.wakers = closer.wakers, []
+        for wake in wakers:
+            wake()
+        if error is not None and not owner_waiting:
+            # Nobody is left to receive it: the owner timed out or was interrupted.
+            if not isinstance(error, Exception):
+                raise error
+            warnings.warn(
+                f"rcfd: close_func raised {error!r} after close() stopped waiting; "
+                f"{self!r} is closed",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _give_up(
+        self, closer: _Closer, owner: bool, waker: Callable[[], None], exc: BaseException
+    ) -> bool:
+        """A closer's wait ended early with `exc` (timeout, signal, cancellation).
+
+        Returns True if the caller should keep waiting instead (a timeout
+        that struck while close_func already runs: the wait is for borrows,
+        not for close_func). Otherwise unregisters, leaves the close to the
+        last borrow, and returns False so that `exc` propagates.
+        """
+        with self._lock:
+            if closer.done:
+                hand_over = closer.handed_over
+                still_running = False
+            else:
+                hand_over = False
+                still_running = not self._holders
+                if still_running and isinstance(exc, TimeoutError):
+                    return True
+                if waker in closer.wakers:
+                    closer.wakers.remove(waker)
+                if owner:
+                    closer.owner_waiting = False
+        if closer.done and isinstance(exc, TimeoutError):
+            return True
+        if owner and hand_over:
+            # The number was handed to us but we leave by exception: close it
+            # rather than orphan it.
+            self._close_func(self._rawfd)
+        return False
+
+    def _outcome(self, closer: _Closer, owner: bool, event: Event) -> int:
+        """The result of a finished close for this caller (the FD is CLOSED)."""
+        if not owner:
+            raise ClosedFDError(event, State.CLOSED)
+        if closer.error is not None:
+            raise closer.error
+        return self._rawfd if closer.handed_over else -1
+
+
+class Borrow:
+    """The context manager returned by FD.borrow(); one borrow per `with`."""
+
+    __slots__ = ("_fd", "_tid")
+
+    def __init__(self, fd: FD) -> None:
+        self._fd = fd
+        self._tid = 0  # the borrowing thread; set by __enter__
+
+    def __enter__(self) -> int:
+        fd = self._fd
+        tid = self._tid = _get_ident()
+        with fd._lock:
+            # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
+            if fd._state is not _OPEN:
+                raise fd._refusal(Event.BORROW)
+            fd._holders.append(tid)
+        return fd._rawfd
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._fd._release(self._tid)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _check_rawfd(rawfd: object) -> None:
+    if isinstance(rawfd, bool) or not isinstance(rawfd, int):
+        raise TypeError(f"init: rawfd must be an int, not {type(rawfd).__name__}")
+    if rawfd < 0:
+        raise ValueError(f"init: rawfd must be >= 0, got {rawfd}")
+
+
+def _check_callable(call: str, name: str, value: object) -> None:
+    if not callable(value):
+        raise TypeError(f"{call}: {name} must be callable, not {type(value).__name__}")
+
+
+def _check_timeout(call: str, timeout: object) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{call}: timeout must be a number or None, not {type(timeout).__name__}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"{call}: timeout must be >= 0, got {timeout}")
