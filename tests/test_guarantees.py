@@ -172,7 +172,7 @@ def test_6_close_inside_a_borrow_during_closing_raises_instead_of_deadlocking() 
     outcome: list[BaseException] = []
 
     def fn(rawfd: int) -> None:
-        _, closing = in_thread(fd.close)
+        in_thread(fd.close)
         wait_until(lambda: fd.state is rcfd.State.CLOSING, "the other close began")
         began.set()
         try:
