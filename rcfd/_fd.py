@@ -268,8 +268,8 @@ class FD:
         transition = step(self._state, len(self._holders), 0, _finalize)
         if transition.outcome is not Outcome.RUN_CLOSE:
             return
-        self._state = transition.state
         _warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        self._state = transition.state
         try:
             self._close_func(self._rawfd)
         finally:

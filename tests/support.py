@@ -85,11 +85,14 @@ def in_thread(call: Callable[[], object]) -> tuple[threading.Thread, Outcome]:
 class HeldBorrow:
     """A borrow of `fd` running in another thread until `end()` (or the with-block ends).
 
-    `rawfd` is what the borrow saw; `valid` whether fstat still worked on it
-    when it ended, so a test can tell the number was never closed under it.
+    `form` is "do" (fd.do(fn)) or "borrow" (with fd.borrow()). `rawfd` is what
+    the borrow saw; `valid_at_end` whether fstat still worked on it when it
+    ended, so a test can tell the number was never closed under it.
     """
 
-    def __init__(self, fd: rcfd.FD, raise_on_end: BaseException | None = None) -> None:
+    def __init__(
+        self, fd: rcfd.FD, raise_on_end: BaseException | None = None, form: str = "do"
+    ) -> None:
         self.fd = fd
         self.started = threading.Event()
         self._end = threading.Event()
@@ -107,7 +110,13 @@ class HeldBorrow:
                 raise self.raise_on_end
             return rawfd
 
-        self.thread, self.outcome = in_thread(lambda: fd.do(body))
+        def with_borrow() -> int:
+            with fd.borrow() as rawfd:
+                return body(rawfd)
+
+        self.thread, self.outcome = in_thread(
+            (lambda: fd.do(body)) if form == "do" else with_borrow
+        )
         assert self.started.wait(WAIT), f"borrow did not start: {self.outcome.error!r}"
 
     def end(self) -> None:
