@@ -5,6 +5,8 @@ Where things live:
   rcfd._fd         FD: applies `step` under a lock; borrows, close, finalizer
   rcfd._errors     the exceptions and wrap_syscall_error
   rcfd._registry   LifetimeRegistry and FDStats (leak tracking)
+  rcfd._tracking   track_lifetimes(): a registry for every FD opened in a block
+  rcfd.pytest_plugin  the `fd_leaks` fixture (loaded by pytest, not by `import rcfd`)
 """
 
 from rcfd._errors import (
@@ -19,6 +21,7 @@ from rcfd._errors import (
 from rcfd._fd import FD, Borrow
 from rcfd._lifecycle import State
 from rcfd._registry import FDStats, LifetimeRegistry
+from rcfd._tracking import track_lifetimes
 
 __all__ = [
     "FD",
@@ -33,4 +36,5 @@ __all__ = [
     "SyscallError",
     "UninitializedFDError",
     "wrap_syscall_error",
+    "track_lifetimes",
 ]
