@@ -201,13 +201,23 @@ class FD:
         done: asyncio.Future[None] = loop.create_future()
 
         def wake() -> None:
-            loop.call_soon_threadsafe(_resolve, done)
+            # Runs in the thread that finished the close. If the loop has
+            # closed since (this task stopped waiting, the program moved on),
+            # nobody is left to wake, and that thread must not see an error.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, done)
 
         closer, owner = self._begin_close(Event.CLOSE, wake)
         try:
             await asyncio.wait_for(asyncio.shield(done), timeout)
         except BaseException as exc:
             if not self._give_up(closer, owner, wake, exc):
+                if isinstance(exc, TimeoutError):
+                    raise TimeoutError(
+                        f"rcfd: aclose() timed out after {timeout}s with "
+                        f"{self.borrow_count} borrow(s) running; the FD stays CLOSING "
+                        "and the last borrow will close it"
+                    ) from None
                 raise
             await done  # close_func is running: its end is near; wait for it
         self._outcome(closer, owner, Event.CLOSE)
@@ -316,7 +326,9 @@ class FD:
         waiter.acquire()
         closer, owner = self._begin_close(event, waiter.release)
         try:
-            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
+            # Lock.acquire refuses timeouts above TIMEOUT_MAX (inf included): no deadline.
+            wait = -1 if timeout is None or timeout >= threading.TIMEOUT_MAX else timeout
+            if not waiter.acquire(timeout=wait):
                 raise TimeoutError(
                     f"rcfd: close() timed out after {timeout}s with "
                     f"{self.borrow_count} borrow(s) running; the FD stays CLOSING "
@@ -352,6 +364,16 @@ class FD:
                 if on_closing is not None:
                     # Runs under the owner's borrow: the number cannot be closed under it.
                     on_closing(self._rawfd)
+            except BaseException:
+                # The owner leaves by this exception without waiting: unregister
+                # it before the release that may run close_func, so that close
+                # is not handed a number nobody takes (detach), a waker is not
+                # called for nobody, and a close_func error is warned, not lost.
+                with self._lock:
+                    closer.owner_waiting = False
+                    with contextlib.suppress(ValueError):
+                        closer.wakers.remove(waker)
+                raise
             finally:
                 self._release(tid)
         return closer, owner
@@ -363,24 +385,23 @@ class FD:
         """
         closer = self._closer
         assert closer is not None
-        with self._lock:
-            hand_over = closer.detach and closer.owner_waiting
         error: BaseException | None = None
+        with self._lock:
+            # A detach decides and finishes in one locked step: an owner that
+            # gives up sees either the number handed over (and closes it) or
+            # not yet decided (and then this thread closes it); never orphaned.
+            hand_over = closer.detach and closer.owner_waiting
+            if hand_over:
+                wakers = self._finish(closer, "detached", None)
+                owner_waiting = True
         if not hand_over:
             try:
                 self._close_func(self._rawfd)
             except BaseException as exc:
                 error = exc
-        how: Release = "detached" if hand_over else "close_failed" if error else "closed"
-        if self._registry is not None:
-            self._registry._record_release(id(self), how)
-        with self._lock:
-            self._state = step(self._state, 0, 0, Event.FINISH).state
-            closer.done = True
-            closer.handed_over = hand_over
-            closer.error = error
-            owner_waiting = closer.owner_waiting
-            wakers, closer.wakers = closer.wakers, []
+            with self._lock:
+                wakers = self._finish(closer, "close_failed" if error else "closed", error)
+                owner_waiting = closer.owner_waiting
         for wake in wakers:
             wake()
         if error is not None and not owner_waiting:
@@ -393,6 +414,20 @@ class FD:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+    def _finish(
+        self, closer: _Closer, how: Release, error: BaseException | None
+    ) -> list[Callable[[], None]]:
+        """FINISH: record the release, enter CLOSED, return the wakers to call
+        (after the lock is released). Needs _lock."""
+        if self._registry is not None:
+            self._registry._record_release(id(self), how)
+        self._state = step(self._state, 0, 0, Event.FINISH).state
+        closer.done = True
+        closer.handed_over = how == "detached"
+        closer.error = error
+        wakers, closer.wakers = closer.wakers, []
+        return wakers
 
     def _give_up(
         self, closer: _Closer, owner: bool, waker: Callable[[], None], exc: BaseException
