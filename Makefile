@@ -36,6 +36,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VPY) -m mypy rcfd model tests
 
+# Benchmarks (issue 6): one table, also in bench/results.json. Not part of test or verify.
+bench: $(STAMP)
+	$(VPY) -m bench
+
 # The tests on every supported interpreter found here; a missing one is named, not fatal.
 test-all:
 	@set -e; for v in 3.11 3.12 3.13; do \
