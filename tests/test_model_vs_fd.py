@@ -1,0 +1,87 @@
+"""rcfd.FD checked against the model (model/), call by call, with real threads.
+
+Each logical thread of model.machine.FDModelMachine is a real thread running
+real FD calls on a real eventfd (tests/_model_harness.py). After every step
+the test compares what returned, with what result, the FD's state and borrow
+count, close_func and on_closing calls, the registry and the warnings with
+the model's prediction. A disagreement fails with the shrunk run printed as
+a timeline (thread, call, what returned, FD after), the last row marked.
+
+Budget (fixed, derandomized, so a green run means the same every time):
+EXAMPLES runs of at most STEPS steps each, 3 threads. Run it alone with
+    .venv/3.13/bin/python -m pytest -q -s -p no:cacheprovider tests/test_model_vs_fd.py
+which prints "model-vs-fd: <N> examples, <M> steps compared, ..." on success.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from model.lifecycle import Command, Step
+from model.machine import FDModelMachine
+from model.traces import row_index
+from tests._model_harness import Expectation, RealFD
+from tools.spec_table import rows
+
+EXAMPLES = 60
+STEPS = 30
+
+BUDGET = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    derandomize=True,  # the same runs every time: CI and a laptop check the same thing
+    database=None,
+    deadline=None,  # steps wait on threads; a loaded box must not make them "flaky"
+    suppress_health_check=[HealthCheck.too_slow],
+    # No "explain" phase: the timeline says what happened, and explaining
+    # replays every failing run again, each costing its bounded waits.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+)
+
+
+class ModelVsFD(FDModelMachine):
+    examples = 0
+    steps = 0
+    rows_seen: ClassVar[set[int]] = set()  # transition-table rows the runs went through
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.real = RealFD(self.THREADS)
+        ModelVsFD.examples += 1
+
+    def carry_out(self, command: Command, step: Step) -> None:
+        for event in step.events:
+            ModelVsFD.rows_seen.add(row_index(event))
+        self.real.send(step.started.id, command)
+        expect = Expectation.of(step, self.model.observe(), self.model.running())
+        problems = self.real.settle(expect)
+        ModelVsFD.steps += 1
+        assert not problems, "\n" + self.timeline.render(tuple(problems))
+
+    def teardown(self) -> None:
+        self.real.shutdown()
+
+
+def test_model_keeps_its_guarantees() -> None:
+    """The model alone, with a larger budget: it must keep specs/rcfd.md."""
+    run_state_machine_as_test(
+        FDModelMachine,
+        settings=settings(BUDGET, max_examples=300, stateful_step_count=40),
+    )
+
+
+def test_production_fd_agrees_with_the_model() -> None:
+    ModelVsFD.examples = ModelVsFD.steps = 0
+    ModelVsFD.rows_seen.clear()
+    start = time.monotonic()
+    run_state_machine_as_test(ModelVsFD, settings=BUDGET)
+    print(
+        f"\nmodel-vs-fd: {ModelVsFD.examples} examples, {ModelVsFD.steps} steps compared, "
+        f"{len(ModelVsFD.rows_seen)}/{len(rows())} table rows, 3 threads, "
+        f"budget max_examples={EXAMPLES} stateful_step_count={STEPS}, "
+        f"{time.monotonic() - start:.1f}s"
+    )
