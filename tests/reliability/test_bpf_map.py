@@ -41,12 +41,16 @@ def test_bpf_map_lookups_and_updates_race_a_close() -> None:
     mismatches: list[str] = []
     errors: list[BaseException] = []
     ops = [0] * THREADS
-    closes = []
+    closes: list[int] = []
+
+    def close_map(n: int) -> None:
+        closes.append(n)
+        os.close(n)
 
     for round_ in range(ROUNDS):
         map_fd = bpf.create_array_map(ENTRIES)
         want = bpf.map_id(map_fd)
-        fd = rcfd.FD(map_fd, lambda n: (closes.append(n), os.close(n)))
+        fd = rcfd.FD(map_fd, close_map)
         started = threading.Barrier(THREADS + 1)
         used = threading.Semaphore(0)  # released once by each worker after its first op
 
