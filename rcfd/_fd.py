@@ -185,6 +185,7 @@ class FD:
         The FD ends CLOSED, the finalizer is disarmed, and the registry counts
         it as detached. The caller now owns the number. If this call is
         interrupted before the hand-over, the number is closed instead.
+        on_closing is called, as by close(), so that blocked borrows return.
         """
         return self._close(Event.DETACH, None)
 
@@ -222,15 +223,19 @@ class FD:
             await done  # close_func is running: its end is near; wait for it
         self._outcome(closer, owner, Event.CLOSE)
 
-    def dup(self) -> FD:
+    def dup(self, *, on_closing: Callable[[int], object] | None = None) -> FD:
         """A new, independent, OPEN FD on a duplicate of the descriptor
-        (F_DUPFD_CLOEXEC, taken under a borrow), with the same close_func,
-        on_closing and registry."""
+        (F_DUPFD_CLOEXEC, taken under a borrow), with the same close_func and
+        registry, and the given on_closing (not this FD's: a wake-up such as
+        shutdown() acts on the socket both numbers share, so closing the
+        duplicate would cut off this FD's borrows)."""
         import fcntl
 
+        if on_closing is not None:
+            _check_callable("dup", "on_closing", on_closing)
         newfd = self.do(lambda rawfd: fcntl.fcntl(rawfd, fcntl.F_DUPFD_CLOEXEC, 0))
         try:
-            return FD(newfd, self._close_func, registry=self._registry, on_closing=self._on_closing)
+            return FD(newfd, self._close_func, registry=self._registry, on_closing=on_closing)
         except BaseException:
             os.close(newfd)
             raise

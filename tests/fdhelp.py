@@ -101,3 +101,34 @@ def state(fd: rcfd.FD) -> rcfd.State:
     """fd.state through a call, so that mypy does not narrow it between
     assertions (another thread changes it)."""
     return fd.state
+
+
+# System call numbers per architecture, for waiting until a thread is blocked
+# in one (read from /proc/self/task/<tid>/syscall).
+SYSCALLS: dict[str, dict[str, int]] = {
+    "x86_64": {"recvfrom": 45, "futex": 202},
+    "aarch64": {"recvfrom": 207, "futex": 98},
+}
+
+
+def wait_in_syscall(native_id: int | None, name: str) -> bool:
+    """Wait until thread `native_id` is blocked in system call `name`.
+
+    Returns False if this architecture's numbers are unknown (the caller
+    skips); fails the test after WAIT. It polls the kernel's view of the
+    thread: it checks the state the test needs rather than hoping for it.
+    """
+    import platform
+    import time
+
+    numbers = SYSCALLS.get(platform.machine())
+    if numbers is None or native_id is None:
+        return False
+    path = f"/proc/self/task/{native_id}/syscall"
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        with open(path) as f:
+            if f.read().split(" ", 1)[0] == str(numbers[name]):
+                return True
+        time.sleep(0.001)
+    raise AssertionError(f"thread {native_id} never blocked in {name}()")

@@ -24,17 +24,13 @@ from typing import cast
 import pytest
 
 import rcfd
-from tests.fdhelp import WAIT, HeldBorrow, Recorder, eventfd, is_open, state
+from tests.fdhelp import WAIT, HeldBorrow, Recorder, eventfd, is_open, state, wait_in_syscall
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.recv.restype = ctypes.c_ssize_t
 _libc.shutdown.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.shutdown.restype = ctypes.c_int
-
-# recvfrom(2), which glibc's recv() calls, per architecture (/proc/.../syscall).
-_RECVFROM = {"x86_64": 45, "aarch64": 207}.get(platform.machine())
-
 
 def raw_recv(rawfd: int, size: int = 64) -> bytes:
     """recv(2) on the raw number (ctypes releases the GIL while it blocks)."""
@@ -51,24 +47,6 @@ def raw_shutdown(rawfd: int) -> None:
     if _libc.shutdown(rawfd, socket.SHUT_RDWR) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-
-
-def wait_blocked_in_recv(thread: threading.Thread) -> None:
-    """Return once `thread` is inside recvfrom(2), per /proc; fail after WAIT.
-
-    A poll of the kernel's view, not a sleep that hopes: it checks the state
-    the test needs and fails if it never comes.
-    """
-    if _RECVFROM is None:
-        pytest.skip(f"recvfrom syscall number unknown on {platform.machine()}")
-    path = f"/proc/self/task/{thread.native_id}/syscall"
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        with open(path) as f:
-            if f.read().split(" ", 1)[0] == str(_RECVFROM):
-                return
-        time.sleep(0.001)
-    pytest.fail("the borrower never blocked in recv()")
 
 
 class Pair:
@@ -102,7 +80,8 @@ class Pair:
             return data
 
         held = HeldBorrow(self.fd, fn)
-        wait_blocked_in_recv(held.thread)
+        if not wait_in_syscall(held.thread.native_id, "recvfrom"):
+            pytest.skip(f"system call numbers unknown on {platform.machine()}")
         return held
 
 
