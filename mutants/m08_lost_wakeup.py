@@ -1,0 +1,39 @@
+"""The last release (do()'s inline copy of _release) forgets to run the close."""
+
+from mutants._harness import Scenario, Step
+from mutants._mutant import Edit, Mutant
+
+MUTANT = Mutant(
+    name="lost-wakeup",
+    title="the last release does not wake the waiting closer (lost wake-up)",
+    guarantees=(4,),
+    explanation=(
+        "do() has an inlined copy of _release for speed. The copy updates the count "
+        "but drops the duty that comes with RUN_CLOSE: the release that brings the "
+        "count to zero in CLOSING must run close_func and wake every closer. "
+        "Nobody else will: the closer sleeps until a wake-up that never comes, and "
+        "the FD stays CLOSING forever. Only a borrow that is running when close() "
+        "begins shows it; a close with no borrow running is unaffected."
+    ),
+    edits=(
+        Edit(
+            "rcfd/_fd.py",
+            "                last = not holders and self._state is not _OPEN\n"
+            "            if last:\n"
+            "                self._run_close()\n"
+            "\n"
+            "    def borrow(self) -> Borrow:\n",
+            "                last = not holders and self._state is not _OPEN\n"
+            "            del last  # mutant: the hot-path release forgets RUN_CLOSE\n"
+            "\n"
+            "    def borrow(self) -> Borrow:\n",
+        ),
+    ),
+    scenario=Scenario(
+        steps=(
+            Step("T1", "borrow"),
+            Step("T2", "close"),
+            Step("T1", "return"),
+        )
+    ),
+)

@@ -1,0 +1,41 @@
+"""Every release in CLOSING wakes the closer, not only the last one."""
+
+from mutants._harness import Scenario, Step
+from mutants._mutant import Edit, Mutant
+
+MUTANT = Mutant(
+    name="wake-on-every-release",
+    title="the closer is woken before the count reaches zero",
+    guarantees=(4, 5),
+    explanation=(
+        "A release in CLOSING that is not the last one still wakes the closer "
+        "(the classic 'notify on every decrement' written as if the waiter rechecks "
+        "its condition, when this one does not). With two borrows running, the "
+        "first to return wakes close(), which returns while the other borrow still "
+        "uses the number and before close_func has even run."
+    ),
+    edits=(
+        Edit(
+            "rcfd/_fd.py",
+            "            if last:\n"
+            "                self._run_close()\n"
+            "\n"
+            "    def borrow(self) -> Borrow:\n",
+            "            if last:\n"
+            "                self._run_close()\n"
+            "            elif self._closer is not None and self._closer.wakers:\n"
+            "                self._closer.wakers.pop(0)()  # mutant: wake on any release\n"
+            "\n"
+            "    def borrow(self) -> Borrow:\n",
+        ),
+    ),
+    scenario=Scenario(
+        steps=(
+            Step("T1", "borrow"),
+            Step("T2", "borrow"),
+            Step("T3", "close"),
+            Step("T1", "return"),
+            Step("T2", "return"),
+        )
+    ),
+)

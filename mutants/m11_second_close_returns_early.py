@@ -1,0 +1,34 @@
+"""A close() that finds the FD CLOSING raises at once instead of waiting."""
+
+from mutants._harness import Scenario, Step
+from mutants._mutant import Edit, Mutant
+
+MUTANT = Mutant(
+    name="second-close-returns-early",
+    title="a second concurrent close() returns before close_func finished",
+    guarantees=(5,),
+    explanation=(
+        "A close() that finds another close under way raises ClosedFDError at once "
+        "('it is being closed, not my business'). The caller then believes the number "
+        "is gone and, say, unlinks the file or reuses the resource, while close_func "
+        "is still running in another thread (a flush, a final write). Go's rc makes "
+        "the second closer wait, and so does rcfd: when any close() returns, "
+        "close_func has finished."
+    ),
+    edits=(
+        Edit(
+            "rcfd/_fd.py",
+            "                closer.wakers.append(waker)\n                owner = False\n",
+            "                waker()  # mutant: CLOSING is as good as CLOSED: do not wait\n"
+            "                owner = False\n",
+        ),
+    ),
+    scenario=Scenario(
+        close_func="blocks",
+        steps=(
+            Step("T1", "close"),
+            Step("T2", "close"),
+            Step("-", "finish"),
+        ),
+    ),
+)

@@ -1,0 +1,123 @@
+"""`make explain MUTANT=name`: one catalog mutant's counterexample as a timeline.
+
+Applies the mutant to a copy of the tree, replays the mutant's scenario
+(mutants/<module>.py) against the mutated FD with real threads driven one
+step at a time (mutants/_harness.py), and prints one row per step, one column
+per thread, the FD's state and borrow count after the step, how often
+close_func ran, and which guarantee broke. `--original` also replays the same
+steps on the unmutated code, to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make `mutants` and `tools` importable
+    sys.path.insert(0, str(ROOT))
+
+from mutants import CATALOG, find  # noqa: E402
+from mutants._harness import GUARANTEES, Replay, replay  # noqa: E402
+from mutants._mutant import Mutant, apply  # noqa: E402
+from tools.mutation import assert_uses_copy, copy_tree, environment  # noqa: E402
+
+
+def render(result: Replay) -> str:
+    threads = list(result.threads)
+    if any("gc" in row.cells for row in result.rows):
+        threads.append("gc")
+    header = ["#", *[("harness" if t == "gc" else t) for t in threads]]
+    header += ["state", "borrows", "close_func", "broken"]
+    rows = [header]
+    for row in result.rows:
+        step = "end" if row.step > result.steps else str(row.step)
+        cells = [step, *[row.cells.get(t, "") for t in threads]]
+        broken = row.cells.get("!", "")
+        cells += [row.state, row.borrows, row.close_func, broken.replace("guarantee ", "G")]
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    out = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    lines = ["\n".join(out), ""]
+    if result.violations:
+        for v in result.violations:
+            where = "at the end" if v.step > result.steps else f"at step {v.step}"
+            lines.append(f"BROKEN {where}: guarantee {v.guarantee}, {GUARANTEES[v.guarantee]}:")
+            lines.append(f"    {v.message}")
+    else:
+        lines.append("no guarantee broken")
+    return "\n".join(lines)
+
+
+def inside(name: str) -> int:
+    """Run in the (mutated or not) copy: replay and print the timeline."""
+    mutant = find(name)
+    result = replay(mutant.scenario, wait=5.0)
+    print(render(result))
+    return 0
+
+
+def the_change(mutant: Mutant, tree: Path) -> str:
+    diffs = []
+    for path in sorted({edit.path for edit in mutant.edits}):
+        before = (ROOT / path).read_text().splitlines(keepends=True)
+        after = (tree / path).read_text().splitlines(keepends=True)
+        diffs.append("".join(difflib.unified_diff(before, after, f"a/{path}", f"b/{path}", n=2)))
+    return "".join(diffs)
+
+
+def replay_in(tree: Path, name: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(tree / "tools" / "explain.py"), "--inside", name],
+        cwd=tree, env=environment(tree), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", nargs="?", help="the mutant (tools/mutation.py --list)")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--original", action="store_true", help="also replay unmutated code")
+    args = parser.parse_args()
+    if not args.name:
+        print("usage: make explain MUTANT=<name>; the catalog:")
+        for m in CATALOG:
+            print(f"  {m.name:40} {m.title}")
+        return 2
+    if args.inside:
+        return inside(args.name)
+    mutant = find(args.name)
+    wrap = textwrap.TextWrapper(width=88)
+    print(f"mutant {mutant.name}: {mutant.title}")
+    for number in mutant.guarantees:
+        print(f"  breaks guarantee {number}: {GUARANTEES[number]}")
+    print()
+    print(wrap.fill(mutant.explanation))
+    with tempfile.TemporaryDirectory(prefix="rcfd-explain-") as tmp:
+        tree = copy_tree(Path(tmp) / "mutated")
+        apply(mutant, tree)
+        assert_uses_copy(tree)
+        print("\nthe change:\n")
+        print(textwrap.indent(the_change(mutant, tree), "    "))
+        print("timeline (real threads, one step at a time; state and borrows after the step):\n")
+        print(replay_in(tree, mutant.name))
+        if args.original:
+            clean = copy_tree(Path(tmp) / "original")
+            print("the same steps on the unmutated rcfd:\n")
+            print(replay_in(clean, mutant.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""`make mutants`: every catalog mutant (mutants/) must be killed by the checks.
+
+1. Every mutant must still apply to the current rcfd/ (else: exit 2, naming it).
+2. The checks of tools/verify.py (minus lint and types, which say nothing about
+   behaviour) run on an unmutated copy of the tree: all must pass, else exit 1.
+   Their times there order them: cheapest first.
+3. For each mutant: a fresh copy of the tree, the mutant applied, the checks run
+   in that order until one fails (the mutant is killed) or none does (it
+   survived). A check that exceeds its time limit counts as failing: a hang is
+   what several of these bugs cause.
+4. A table: mutant, killed/survived, the check that killed it, how long.
+   Exit 1 if any mutant survived.
+
+The checks run one mutant at a time (--jobs 1, the default): several of them
+drive real threads with bounded waits, and on a 2-core machine running two at
+once would only trade time for flakiness. The copies live in a temporary
+directory; the checkout itself is never modified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make `mutants` and `tools` importable
+    sys.path.insert(0, str(ROOT))
+
+from mutants import CATALOG, find  # noqa: E402
+from mutants._mutant import Mutant, MutantDoesNotApply, apply  # noqa: E402
+from tools.verify import CHECKS, Check  # noqa: E402
+
+# Not behavioural: a mutant is a behaviour change, and these would only tell
+# whether the mutant was typed neatly.
+NOT_KILLERS = ("ruff", "mypy")
+# What is copied: the tree minus VCS data, virtualenvs, caches and scratch.
+IGNORE = shutil.ignore_patterns(
+    ".git", ".venv*", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
+    ".hypothesis", "*.egg-info", "build", ".work", "mutants_out", "bench",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Result:
+    mutant: str
+    killed: bool
+    killer: str  # the check that failed, "" if none did
+    seconds: float
+    detail: str  # last lines of the killer's output
+
+
+def copy_tree(dest: Path) -> Path:
+    shutil.copytree(ROOT, dest, ignore=IGNORE)
+    return dest
+
+
+def environment(tree: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # The copy's rcfd must win over the editable install of the checkout.
+    env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def argv_for(check: Check, tree: Path) -> list[str]:
+    """The check's command, pointed at `tree`; pytest stops at the first failure."""
+    argv = [arg.replace(str(ROOT), str(tree)) for arg in check.argv]
+    if "pytest" in argv:
+        at = argv.index("pytest") + 1
+        argv[at:at] = ["-x", "--timeout=120"]
+    return argv
+
+
+def assert_uses_copy(tree: Path) -> None:
+    """Fail loudly if `import rcfd` in the copy would find the checkout instead."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import rcfd; print(rcfd.__file__)"],
+        cwd=tree, env=environment(tree), capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    if not Path(out).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"mutants: the copy in {tree} imports rcfd from {out}, not its own")
+
+
+def run_check(check: Check, tree: Path, limit: float) -> tuple[bool, float, str]:
+    """(passed, seconds, output tail). Over `limit` seconds counts as a failure."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(
+            argv_for(check, tree), cwd=tree, env=environment(tree),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=limit,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout if isinstance(exc.stdout, str) else ""
+        return False, time.monotonic() - start, f"(no result after {limit:.0f}s: hung)\n{out}"
+    return proc.returncode == 0, time.monotonic() - start, proc.stdout
+
+
+def tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def check_catalog(mutants: list[Mutant], scratch: Path) -> None:
+    broken = []
+    for mutant in mutants:
+        tree = scratch / f"apply-{mutant.name}"
+        shutil.copytree(ROOT / "rcfd", tree / "rcfd", ignore=IGNORE)
+        try:
+            apply(mutant, tree)
+        except MutantDoesNotApply as exc:
+            broken.append(str(exc))
+    if broken:
+        print("\n\n".join(broken), file=sys.stderr)
+        raise SystemExit(2)
+
+
+def baseline(checks: list[Check], scratch: Path) -> list[tuple[Check, float]]:
+    tree = copy_tree(scratch / "unmutated")
+    assert_uses_copy(tree)
+    timed = []
+    for check in checks:
+        print(f"== baseline: {check.name} ...", end=" ", flush=True)
+        ok, seconds, output = run_check(check, tree, limit=1800)
+        print(f"{'pass' if ok else 'FAIL'} ({seconds:.1f}s)", flush=True)
+        if not ok:
+            print(tail(output, 60))
+            raise SystemExit(f"mutants: the unmutated code fails {check.name}; fix that first")
+        timed.append((check, seconds))
+    timed.sort(key=lambda pair: pair[1])
+    return timed
+
+
+def run_mutant(mutant: Mutant, checks: list[tuple[Check, float]], scratch: Path) -> Result:
+    tree = copy_tree(scratch / mutant.name)
+    start = time.monotonic()
+    try:
+        apply(mutant, tree)
+        assert_uses_copy(tree)
+        for check, base in checks:
+            ok, _, output = run_check(check, tree, limit=max(90.0, 3 * base))
+            if not ok:
+                return Result(mutant.name, True, check.name, time.monotonic() - start, tail(output))
+        return Result(mutant.name, False, "", time.monotonic() - start, "")
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
+
+
+def table(results: list[Result]) -> str:
+    rows = [("mutant", "result", "killed by", "time")]
+    rows += [
+        (r.mutant, "killed" if r.killed else "SURVIVED", r.killer or "-", f"{r.seconds:.1f}s")
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "| " + " | ".join("-" * w for w in widths) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="only these mutants (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
+    parser.add_argument("--list", action="store_true", help="list the catalog and exit")
+    parser.add_argument("--show", action="store_true", help="print each killer's output tail")
+    args = parser.parse_args()
+    mutants = [find(name) for name in args.names] if args.names else list(CATALOG)
+    if args.list:
+        for mutant in mutants:
+            print(f"{mutant.name:40} {mutant.title}")
+        return 0
+    started = time.monotonic()
+    checks = [c for c in CHECKS if not any(word in c.name for word in NOT_KILLERS)]
+    with tempfile.TemporaryDirectory(prefix="rcfd-mutants-") as tmp:
+        scratch = Path(tmp)
+        check_catalog(mutants, scratch)
+        ordered = baseline(checks, scratch)
+        print("== check order: " + ", ".join(f"{c.name} ({s:.0f}s)" for c, s in ordered))
+        results: list[Result] = []
+
+        def one(mutant: Mutant) -> Result:
+            result = run_mutant(mutant, ordered, scratch)
+            verdict = f"killed by {result.killer}" if result.killed else "SURVIVED"
+            print(f"== {mutant.name}: {verdict} ({result.seconds:.1f}s)", flush=True)
+            if args.show and result.detail:
+                print(result.detail)
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(one, mutants))
+    print()
+    print(table(results))
+    survivors = [r.mutant for r in results if not r.killed]
+    total = time.monotonic() - started
+    print(
+        f"\nmutants: {len(results) - len(survivors)}/{len(results)} killed in {total:.0f}s"
+        + (f"; SURVIVED: {', '.join(survivors)}" if survivors else "")
+    )
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
