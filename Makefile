@@ -40,6 +40,15 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(VPY) -m bench
 
+# Mutation testing (issue 4): every catalog mutant in mutants/ must be killed by the
+# checks of `make verify`; a table, non-zero if one survives. MUTANTS="a b" runs only those.
+mutants: $(STAMP)
+	$(VPY) tools/mutation.py $(MUTANTS)
+
+# One mutant's counterexample as a timeline: make explain MUTANT=close-does-not-wait
+explain: $(STAMP)
+	$(VPY) tools/explain.py $(MUTANT) $(EXPLAIN_ARGS)
+
 # The tests on every supported interpreter found here; a missing one is named, not fatal.
 test-all:
 	@set -e; for v in 3.11 3.12 3.13; do \
