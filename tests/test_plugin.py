@@ -66,3 +66,113 @@ def test_fixture_fails_a_leaking_test_with_the_report(pytester: pytest.Pytester)
     output = result.stdout.str()
     assert "/pluggy/" not in output
     assert "/_pytest/" not in output
+
+
+MARKED = """
+import os
+import threading
+
+import pytest
+import rcfd
+
+kept = []
+
+pytestmark = pytest.mark.fd_leaks
+
+def test_leaks_in_a_thread():
+    t = threading.Thread(target=lambda: kept.append(rcfd.FD(os.eventfd(0))))
+    t.start()
+    t.join()
+
+@pytest.mark.fd_leaks(False)
+def test_opted_out():
+    kept.append(rcfd.FD(os.eventfd(0)))
+
+@pytest.fixture
+def owned_fd():
+    fd = rcfd.FD(os.eventfd(0))
+    yield fd
+    fd.close()  # in the fixture's teardown, before the check: no leak
+
+def test_fixture_closes_it(owned_fd):
+    owned_fd.do(os.fstat)
+"""
+
+
+def test_marker_applies_the_check_and_can_opt_out(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_marked=MARKED)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "ERROR test_marked.py::test_leaks_in_a_thread - Failed: rcfd: 1 file*",
+        ]
+    )
+    # The leak's stack is the thread's: it starts where the thread ran the lambda.
+    result.stdout.fnmatch_lines(["*test_marked.py*in <lambda>*"])
+
+
+UNMARKED = """
+import os
+import rcfd
+
+kept = []
+
+def test_leaks():
+    kept.append(rcfd.FD(os.eventfd(0)))
+"""
+
+
+def test_off_by_default_and_on_for_every_test_with_the_ini_option(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_unmarked=UNMARKED)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nrcfd_fd_leaks = true\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*rcfd: 1 file descriptor(s) leaked*"])
+
+
+DROPPED = """
+import gc
+import os
+import rcfd
+
+def test_drops_it_in_a_cycle(fd_leaks):
+    gc.disable()  # the cycle survives the test; the check's collection finds it
+    try:
+        cycle = [rcfd.FD(os.eventfd(0))]
+        cycle.append(cycle)
+        del cycle
+    finally:
+        gc.enable()
+"""
+
+
+def test_an_fd_left_to_the_garbage_collector_is_a_leak(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_dropped=DROPPED)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*finalized=1*",
+            "fd * was never closed (the garbage collector closed it); initialized at:",
+            "*cycle = ?rcfd.FD(os.eventfd(0))?",
+        ]
+    )
+
+
+def test_bad_marker_argument_is_an_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.fd_leaks("yes")
+        def test_x():
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*enabled must be a bool, not str*"])
