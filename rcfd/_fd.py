@@ -5,11 +5,16 @@ per-FD lock and does what the outcome says. The lock is only ever held for
 a few field updates, never across a caller's fn, close_func or on_closing,
 so no user code can deadlock against it.
 
-Invariants (all read and written under `_lock`):
+Invariants (all written under `_lock`, except as noted):
   len(_holders) == the number of running borrows (nested ones count twice);
+    a borrow appends its thread's ident under the lock (BORROW must be
+    atomic with the state check) but its release removes it without the
+    lock (list.remove is atomic), so that a release in OPEN costs no lock;
   _closer is None  <=>  _state in (UNINIT, OPEN);
   close_func is called by exactly one thread: the one whose step returned
-  RUN_CLOSE (the release that took the count to zero in CLOSING).
+  RUN_CLOSE (the release that took the count to zero in CLOSING). A release
+  that finds the state past OPEN decides that under the lock, and the first
+  to find the count at zero claims the closer (_Closer.claimed).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ class _Closer:
     Allocated at close time so that an open FD carries none of it.
     """
 
-    __slots__ = ("detach", "owner_waiting", "handed_over", "done", "error", "wakers")
+    __slots__ = ("detach", "owner_waiting", "handed_over", "done", "error", "wakers", "claimed")
 
     def __init__(self, detach: bool, owner_waker: Callable[[], None]) -> None:
         self.detach = detach  # the owner wants the number back, not closed
@@ -57,6 +62,7 @@ class _Closer:
         self.done = False  # state is CLOSED; every waker has been or is being called
         self.error: BaseException | None = None  # what close_func raised, for the owner
         self.wakers: list[Callable[[], None]] = [owner_waker]  # called once at CLOSED
+        self.claimed = False  # a release found zero borrows: it runs (ran) close_func
 
 
 class FD:
@@ -147,22 +153,26 @@ class FD:
         if not callable(fn):
             raise TypeError(f"do: fn must be callable, not {type(fn).__name__}")
         tid = _get_ident()
-        lock = self._lock
-        with lock:
-            # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
-            if self._state is not _OPEN:
-                raise self._refusal(Event.BORROW)
-            self._holders.append(tid)
+        holders = self._holders
+        borrowed = False
         try:
+            # `with`, not acquire()/release(): a signal handler that raises
+            # right after acquire() would leave the lock held forever.
+            with self._lock:
+                # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
+                if self._state is not _OPEN:
+                    raise self._refusal(Event.BORROW)
+                holders += (tid,)  # not append(): no call, so no signal handler, in here
+                borrowed = True
             return fn(self._rawfd)
         finally:
-            with lock:
-                # step(s, n, c, RELEASE): OK unless this was the last borrow in CLOSING.
-                holders = self._holders
-                holders.remove(tid)
-                last = not holders and self._state is not _OPEN
-            if last:
-                self._run_close()
+            if borrowed:
+                # step(s, n, c, RELEASE) == (s, n - 1, OK) in OPEN: no lock needed.
+                try:
+                    holders.remove(tid)
+                finally:
+                    if self._state is not _OPEN:
+                        self._release_closing()  # maybe RUN_CLOSE: decided under the lock
 
     def borrow(self) -> Borrow:
         """`with fd.borrow() as rawfd:` is `fd.do(fn)` as a context manager."""
@@ -319,10 +329,26 @@ class FD:
 
     def _release(self, tid: int) -> None:
         """End one borrow of thread `tid`; run close_func if it was the last in CLOSING."""
+        try:
+            self._holders.remove(tid)  # atomic: RELEASE in OPEN needs no lock
+        finally:
+            if self._state is not _OPEN:
+                self._release_closing()
+
+    def _release_closing(self) -> None:
+        """A borrow ended after close began (its entry is already removed).
+
+        step(CLOSING, 1, c, RELEASE) is RUN_CLOSE: the release that leaves no
+        borrow runs close_func. Releases remove their entries without the
+        lock, so two of them may both see zero here; the first claims the
+        close and the others do nothing.
+        """
         with self._lock:
-            holders = self._holders
-            holders.remove(tid)
-            last = not holders and self._state is not _OPEN
+            closer = self._closer
+            last = not self._holders and closer is not None and not closer.claimed
+            if last:
+                assert closer is not None
+                closer.claimed = True
         if last:
             self._run_close()
 
@@ -486,11 +512,19 @@ class Borrow:
     def __enter__(self) -> int:
         fd = self._fd
         tid = self._tid = _get_ident()
-        with fd._lock:
-            # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
-            if fd._state is not _OPEN:
-                raise fd._refusal(Event.BORROW)
-            fd._holders.append(tid)
+        holders = fd._holders
+        borrowed = False
+        try:
+            with fd._lock:  # `with`, not acquire(): see FD.do
+                # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
+                if fd._state is not _OPEN:
+                    raise fd._refusal(Event.BORROW)
+                holders += (tid,)  # no call, so no signal handler, under the lock
+                borrowed = True
+        except BaseException:
+            if borrowed:  # interrupted on the way out: no __exit__ will come
+                fd._release(tid)
+            raise
         return fd._rawfd
 
     def __exit__(
@@ -499,7 +533,13 @@ class Borrow:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._fd._release(self._tid)
+        fd = self._fd
+        # step(s, n, c, RELEASE), inline as in FD.do: no lock in OPEN.
+        try:
+            fd._holders.remove(self._tid)
+        finally:
+            if fd._state is not _OPEN:
+                fd._release_closing()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
