@@ -277,3 +277,23 @@ def test_dup_of_an_untracked_fd_joins_the_tracking_scope() -> None:
     copy.close()
     fd.close()
     assert registry.fd_stats().report() == ""
+
+
+def test_on_closing_error_turns_a_detach_into_a_close() -> None:
+    # The detaching caller leaves by on_closing's exception, so it will never
+    # receive the number: it is closed, never handed to nobody.
+    fd, rec = eventfd(on_closing=lambda rawfd: 1 / 0)
+    raw = fd.do(lambda n: n)
+    held = HeldBorrow(fd)
+    with pytest.raises(ZeroDivisionError):
+        fd.detach()
+    held.release()
+    assert rec.calls == [raw]
+    assert not is_open(raw)
+
+    fd, rec = eventfd(on_closing=lambda rawfd: 1 / 0)  # no borrow running
+    raw = fd.do(lambda n: n)
+    with pytest.raises(ZeroDivisionError):
+        fd.detach()
+    assert rec.calls == [raw]
+    assert state(fd) is rcfd.State.CLOSED
