@@ -7,6 +7,9 @@ entry point exactly as in a user's project.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -71,6 +74,9 @@ def test_fixture_fails_a_leaking_test_with_the_report(pytester: pytest.Pytester)
 MARKED = """
 import os
 import threading
+
+import re
+from pathlib import Path
 
 import pytest
 import rcfd
@@ -176,3 +182,26 @@ def test_bad_marker_argument_is_an_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*enabled must be a bool, not str*"])
+
+
+def _normalize(text: str) -> str:
+    text = re.sub(r'File "[^"]*/(test_\w+\.py)"', r'File "\1"', text)
+    text = re.sub(r"\bfd \d+ ", "fd N ", text)
+    return re.sub(r"in \d+\.\d+s", "in Ts", text)
+
+
+def test_the_readme_shows_what_the_plugin_prints(pytester: pytest.Pytester) -> None:
+    # The README's pytest example, run, prints the output the README shows
+    # (paths, descriptor numbers and timings aside).
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(
+        r"```python\n(?P<test>[^`]*def test_counter\(fd_leaks[^`]*)```\n.*?```\n(?P<out>.*?)```",
+        readme,
+        flags=re.DOTALL,
+    )
+    assert found, "README.md lost its fd_leaks example"
+    assert "ERROR at teardown of test_counter" in found["out"]
+    pytester.makepyfile(test_leak=found["test"])
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-W", "ignore::ResourceWarning")
+    result.assert_outcomes(passed=1, errors=1)
+    assert _normalize(found["out"]) in _normalize(result.stdout.str() + "\n")
