@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 WAIT = 10.0  # seconds: the bound on anything that must happen (generous for loaded CI)
 SETTLE = 0.25  # seconds: how long a call that may block gets before it is shown "waiting"
@@ -71,10 +71,11 @@ class Step:
     thread: str  # "T1", "T2", ...; ignored for finish and drop
     action: Action
     timeout: float | None = None  # for close
-    # Preempt the thread right after the next time it releases the FD's lock,
-    # until a resume step: a context switch at the one place where a
-    # check-then-act bug shows (the check in one locked section, the act in another).
-    pause: bool = False
+    # Preempt the thread, until a resume step, right after the next time this
+    # call releases the FD's lock ("after-unlock") or right before it next
+    # takes it ("before-lock"): a context switch exactly where a check-then-act
+    # bug shows (the check in one locked section, the act in another).
+    pause: Literal["", "after-unlock", "before-lock"] = ""
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class _Worker:
         self.depth = 0  # fn frames of this thread (nested borrows)
         self.busy = ""  # the call now running, for the drain's hang report
         self.issued_after_close = False
-        self.pause_armed = False
+        self.pause_armed: Literal["", "after-unlock", "before-lock"] = ""
         self.paused = False  # preempted right after a locked section; under r.cond
         self.began_close = False  # on_closing ran in this thread's current call
         self.resume = threading.Event()
@@ -314,35 +315,42 @@ class _Worker:
                 r.violate(7, f"{name} began the close but did not get close_func's OSError")
 
 
+class _Lock(Protocol):
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+
+
 class _PausingLock:
     """The FD's own lock, plus a preemption point: a worker whose pause is armed
     stops right after its next release, until the driver resumes it."""
 
-    def __init__(self, replayer: _Replayer, inner: threading.Lock) -> None:
+    def __init__(self, replayer: _Replayer, inner: _Lock) -> None:
         self.r = replayer
         self.inner = inner
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.preempt("before-lock", "(preempted before taking the lock)")
         return self.inner.acquire(blocking, timeout)
 
     def release(self) -> None:
         self.inner.release()
-        worker = self.r.workers.get(threading.current_thread().name)
-        if worker is not None and worker.pause_armed:
-            worker.pause_armed = False
-            with self.r.cond:
-                worker.paused = True
-            self.r.log(worker.name, "(preempted after a locked section)")
-            self.r.settle(worker)
-            worker.resume.wait(self.r.wait)
-            with self.r.cond:
-                worker.paused = False
+        self.preempt("after-unlock", "(preempted after a locked section)")
 
-    def locked(self) -> bool:
-        return self.inner.locked()
+    def preempt(self, where: str, text: str) -> None:
+        worker = self.r.workers.get(threading.current_thread().name)
+        if worker is None or worker.pause_armed != where:
+            return
+        worker.pause_armed = ""
+        with self.r.cond:
+            worker.paused = True
+        self.r.log(worker.name, text)
+        self.r.settle(worker)
+        worker.resume.wait(self.r.wait)
+        with self.r.cond:
+            worker.paused = False
 
     def __enter__(self) -> bool:
-        return self.inner.acquire()
+        return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()

@@ -1,10 +1,18 @@
 """What a catalog mutant is, and how it is applied to a copy of rcfd/.
 
-A mutant is a list of exact-snippet replacements. Exact snippets, not line
-numbers or a diff with fuzz: rcfd/_fd.py is still being edited (performance,
-fork and signal handling), and a mutant whose snippet moved must fail LOUDLY
+A mutant is a list of snippet replacements. Snippets, not line numbers or a
+diff with fuzz: rcfd/_fd.py is still being edited (performance, fork and
+signal handling), and a mutant whose snippet is gone must fail LOUDLY
 ("mutant X no longer applies") so that someone re-targets it, rather than
 silently mutate something else or nothing at all.
+
+Two kinds of snippet. One that does not end in a newline is an exact
+substring (`holders.count(_get_ident())`). One that ends in a newline is a
+run of whole lines matched by their code alone: indentation, blank lines,
+comment-only lines and trailing `  # comments` are ignored, so re-indenting a
+block (wrapping it in a try) or rewording a comment does not break the
+mutant, while any change to the code itself does. Its replacement is
+re-indented to where the match was found, keeping its own relative indentation.
 """
 
 from __future__ import annotations
@@ -62,7 +70,8 @@ def apply(mutant: Mutant, root: Path) -> list[Path]:
                     f"mutant {mutant.name} no longer applies: {edit.path} does not exist"
                 )
             text = target.read_text()
-        found = text.count(edit.old)
+        spans = _find(text, edit.old)
+        found = len(spans)
         if found != edit.count:
             what = "snippet not found" if found == 0 else f"snippet found {found} times"
             raise MutantDoesNotApply(
@@ -70,7 +79,7 @@ def apply(mutant: Mutant, root: Path) -> list[Path]:
                 f"(expected {edit.count}); re-target mutants/ to the new code. Snippet:\n"
                 + _indent(edit.old)
             )
-        touched[target] = text.replace(edit.old, edit.new)
+        touched[target] = _replace(text, spans, edit)
     for target, text in touched.items():
         try:
             ast.parse(text, filename=str(target))
@@ -82,6 +91,64 @@ def apply(mutant: Mutant, root: Path) -> list[Path]:
             raise MutantDoesNotApply(f"mutant {mutant.name} changes nothing in {target.name}")
         target.write_text(text)
     return sorted(touched)
+
+
+def _code(line: str) -> str:
+    """A line's code: no indentation, no trailing `  # comment`; "" if none."""
+    code = line.split("  #", 1)[0].strip()
+    return "" if code.startswith("#") else code
+
+
+def _find(text: str, old: str) -> list[tuple[int, int]]:
+    """(start, end) character spans of each match of `old` in `text`."""
+    if not old.endswith("\n"):
+        spans, at = [], text.find(old)
+        while at != -1:
+            spans.append((at, at + len(old)))
+            at = text.find(old, at + len(old))
+        return spans
+    want = [c for c in map(_code, old.splitlines()) if c]
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    spans = []
+    for first in range(len(lines)):
+        if _code(lines[first]) != want[0]:
+            continue
+        at, matched = first, 0
+        while at < len(lines) and matched < len(want):
+            code = _code(lines[at])
+            if code:
+                if code != want[matched]:
+                    break
+                matched += 1
+            at += 1
+        if matched == len(want):
+            spans.append((offsets[first], offsets[at]))
+    return spans
+
+
+def _replace(text: str, spans: list[tuple[int, int]], edit: Edit) -> str:
+    for start, end in reversed(spans):
+        new = edit.new
+        if edit.old.endswith("\n"):
+            found = text[start:end]
+            shift = _width(found) - _width(edit.old)
+            new = "".join(
+                (" " * max(0, _width(line) + shift) + line.lstrip(" ")) if line.strip() else line
+                for line in edit.new.splitlines(keepends=True)
+            )
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def _width(text: str) -> int:
+    """The indentation of the first line of `text` that has code."""
+    for line in text.splitlines():
+        if _code(line):
+            return len(line) - len(line.lstrip(" "))
+    return 0
 
 
 def _indent(text: str) -> str:

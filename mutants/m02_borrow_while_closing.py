@@ -18,17 +18,15 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "            if self._state is not _OPEN:\n"
-            "                raise self._refusal(Event.BORROW)\n",
-            "            if self._state is State.UNINIT or self._state is State.CLOSED:\n"
-            "                raise self._refusal(Event.BORROW)\n",
+            "if self._state is not _OPEN:\n    raise self._refusal(Event.BORROW)\n",
+            "if self._state is State.UNINIT or self._state is State.CLOSED:\n"
+            "    raise self._refusal(Event.BORROW)\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "            if fd._state is not _OPEN:\n"
-            "                raise fd._refusal(Event.BORROW)\n",
-            "            if fd._state is State.UNINIT or fd._state is State.CLOSED:\n"
-            "                raise fd._refusal(Event.BORROW)\n",
+            "if fd._state is not _OPEN:\n    raise fd._refusal(Event.BORROW)\n",
+            "if fd._state is State.UNINIT or fd._state is State.CLOSED:\n"
+            "    raise fd._refusal(Event.BORROW)\n",
         ),
     ),
     scenario=Scenario(

@@ -14,25 +14,26 @@ MUTANT = Mutant(
         "itself into a CLOSING (or CLOSED) FD and calls fn on a closed number. Every "
         "single-threaded test passes; only a context switch exactly between the two "
         "sections shows it, which is why the harness can preempt a thread right after "
-        "a locked section (pause=True) and why the interleaving explorer exists."
+        "a locked section (Step.pause) and why the interleaving explorer exists."
     ),
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "                raise self._refusal(Event.BORROW)\n"
-            "            self._holders.append(tid)\n"
-            "        try:\n"
-            "            return fn(self._rawfd)\n",
-            "                raise self._refusal(Event.BORROW)\n"
-            "        with lock:\n"
-            "            self._holders.append(tid)\n"
-            "        try:\n"
-            "            return fn(self._rawfd)\n",
+            "    raise self._refusal(Event.BORROW)\nholders += (tid,)\nborrowed = True\n",
+            "    raise self._refusal(Event.BORROW)\n",
+        ),
+        Edit(
+            "rcfd/_fd.py",
+            "return fn(self._rawfd)\n",
+            "with self._lock:  # mutant: the count taken in a second locked section\n"
+            "    holders += (tid,)\n"
+            "    borrowed = True\n"
+            "return fn(self._rawfd)\n",
         ),
     ),
     scenario=Scenario(
         steps=(
-            Step("T1", "borrow", pause=True),
+            Step("T1", "borrow", pause="after-unlock"),
             Step("T2", "close"),
             Step("T1", "resume"),
             Step("T1", "return"),

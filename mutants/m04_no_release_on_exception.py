@@ -16,25 +16,12 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "        try:\n"
-            "            return fn(self._rawfd)\n"
-            "        finally:\n"
-            "            with lock:\n",
-            "        result = fn(self._rawfd)\n"
-            "        if True:  # mutant: the release below runs only when fn returns\n"
-            "            with lock:\n",
-        ),
-        Edit(
-            "rcfd/_fd.py",
-            "            if last:\n"
-            "                self._run_close()\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
-            "            if last:\n"
-            "                self._run_close()\n"
-            "        return result\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
+            "return fn(self._rawfd)\n",
+            "try:\n"
+            "    return fn(self._rawfd)\n"
+            "except BaseException:\n"
+            "    borrowed = False  # mutant: the release below is skipped when fn raises\n"
+            "    raise\n",
         ),
     ),
     scenario=Scenario(

@@ -16,29 +16,13 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "        try:\n"
-            "            return fn(self._rawfd)\n"
-            "        finally:\n"
-            "            with lock:\n",
-            "        try:\n"
-            "            result = fn(self._rawfd)\n"
-            "        except Exception:\n"
-            "            self._release(tid)\n"
-            "            raise\n"
-            "        if True:  # mutant: released on return or Exception only\n"
-            "            with lock:\n",
-        ),
-        Edit(
-            "rcfd/_fd.py",
-            "            if last:\n"
-            "                self._run_close()\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
-            "            if last:\n"
-            "                self._run_close()\n"
-            "        return result\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
+            "return fn(self._rawfd)\n",
+            "try:\n"
+            "    return fn(self._rawfd)\n"
+            "except BaseException as exc:\n"
+            "    if not isinstance(exc, Exception):\n"
+            "        borrowed = False  # mutant: only Exceptions are cleaned up after\n"
+            "    raise\n",
         ),
     ),
     scenario=Scenario(

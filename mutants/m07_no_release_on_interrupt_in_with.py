@@ -15,9 +15,10 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "        self._fd._release(self._tid)\n",
-            "        if exc_type is None or issubclass(exc_type, Exception):  # mutant\n"
-            "            self._fd._release(self._tid)\n",
+            "fd._holders.remove(self._tid)\n",
+            "if exc_type is not None and not issubclass(exc_type, Exception):\n"
+            "    return  # mutant: only Exceptions are cleaned up after\n"
+            "fd._holders.remove(self._tid)\n",
         ),
     ),
     scenario=Scenario(

@@ -18,15 +18,13 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "                last = not holders and self._state is not _OPEN\n"
-            "            if last:\n"
-            "                self._run_close()\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
-            "                last = not holders and self._state is not _OPEN\n"
-            "            del last  # mutant: the hot-path release forgets RUN_CLOSE\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
+            "    holders.remove(tid)\n"
+            "finally:\n"
+            "    if self._state is not _OPEN:\n"
+            "        self._release_closing()\n",
+            "    holders.remove(tid)\n"
+            "finally:\n"
+            "    pass  # mutant: the hot-path release forgets RUN_CLOSE\n",
         ),
     ),
     scenario=Scenario(

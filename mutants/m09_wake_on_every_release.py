@@ -17,16 +17,11 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "            if last:\n"
-            "                self._run_close()\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
-            "            if last:\n"
-            "                self._run_close()\n"
-            "            elif self._closer is not None and self._closer.wakers:\n"
-            "                self._closer.wakers.pop(0)()  # mutant: wake on any release\n"
-            "\n"
-            "    def borrow(self) -> Borrow:\n",
+            "if last:\n    self._run_close()\n",
+            "if last:\n"
+            "    self._run_close()\n"
+            "elif self._closer is not None and self._closer.wakers:\n"
+            "    self._closer.wakers.pop(0)()  # mutant: wake the closer on any release\n",
         ),
     ),
     scenario=Scenario(

@@ -17,12 +17,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "last = not holders and self._state is not _OPEN\n",
-            "last = (  # mutant: close only if someone still waits\n"
-            "    not holders and self._state is not _OPEN\n"
-            "    and self._closer is not None and self._closer.owner_waiting\n"
-            ")\n",
-            count=2,
+            "and not closer.claimed",
+            "and not closer.claimed and closer.owner_waiting",  # mutant
         ),
     ),
     scenario=Scenario(

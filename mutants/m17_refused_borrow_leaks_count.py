@@ -17,12 +17,12 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "            if self._state is not _OPEN:\n"
-            "                raise self._refusal(Event.BORROW)\n"
-            "            self._holders.append(tid)\n",
-            "            self._holders.append(tid)  # mutant: counted before the check\n"
-            "            if self._state is not _OPEN:\n"
-            "                raise self._refusal(Event.BORROW)\n",
+            "if self._state is not _OPEN:\n"
+            "    raise self._refusal(Event.BORROW)\n"
+            "holders += (tid,)\n",
+            "holders += (tid,)  # mutant: counted before the check\n"
+            "if self._state is not _OPEN:\n"
+            "    raise self._refusal(Event.BORROW)\n",
         ),
     ),
     scenario=Scenario(

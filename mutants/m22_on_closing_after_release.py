@@ -17,8 +17,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "\n        if owner:\n",
-            "\n        if owner:\n            self._release(tid)  # mutant: release first\n",
+            "try:\n    if on_closing is not None:\n",
+            "self._release(tid)  # mutant: release first\ntry:\n    if on_closing is not None:\n",
         ),
         Edit(
             "rcfd/_fd.py",

@@ -41,6 +41,15 @@ from tools.verify import CHECKS, Check  # noqa: E402
 # Not behavioural: a mutant is a behaviour change, and these would only tell
 # whether the mutant was typed neatly.
 NOT_KILLERS = ("ruff", "mypy")
+# The catalog's own scenario replays run as a check of their own (listed
+# separately in the table, so that it shows which mutants the rest of `make
+# verify` catches without them), and are taken out of every other pytest run.
+KILL_TESTS = "tests/test_mutation_kills.py"
+CATALOG_CHECK = Check(
+    "catalog scenarios",
+    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", KILL_TESTS],
+    lambda output: "",
+)
 # What is copied: the tree minus VCS data, virtualenvs, caches and scratch.
 IGNORE = shutil.ignore_patterns(
     ".git", ".venv*", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
@@ -76,6 +85,8 @@ def argv_for(check: Check, tree: Path) -> list[str]:
     if "pytest" in argv:
         at = argv.index("pytest") + 1
         argv[at:at] = ["-x", "--timeout=120"]
+        if check is not CATALOG_CHECK:
+            argv[at:at] = [f"--ignore={KILL_TESTS}"]
     return argv
 
 
@@ -167,24 +178,45 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def markdown(mutants: list[Mutant]) -> str:
+    module = {m.name: f"m{i:02d}" for i, m in enumerate(CATALOG, 1)}
+    lines = ["| # | mutant | the bug | breaks |", "| --- | --- | --- | --- |"]
+    for mutant in mutants:
+        breaks = ", ".join(str(g) for g in mutant.guarantees)
+        lines.append(f"| {module[mutant.name]} | `{mutant.name}` | {mutant.title} | {breaks} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="only these mutants (default: all)")
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once (default 1)")
     parser.add_argument("--list", action="store_true", help="list the catalog and exit")
     parser.add_argument("--show", action="store_true", help="print each killer's output tail")
+    parser.add_argument(
+        "--catalog-last",
+        action="store_true",
+        help="run the catalog's scenario replays after every other check, not by speed",
+    )
+    parser.add_argument("--markdown", action="store_true", help="the catalog as a Markdown table")
     args = parser.parse_args()
     mutants = [find(name) for name in args.names] if args.names else list(CATALOG)
     if args.list:
         for mutant in mutants:
             print(f"{mutant.name:40} {mutant.title}")
         return 0
+    if args.markdown:
+        print(markdown(mutants))
+        return 0
     started = time.monotonic()
     checks = [c for c in CHECKS if not any(word in c.name for word in NOT_KILLERS)]
+    checks.append(CATALOG_CHECK)
     with tempfile.TemporaryDirectory(prefix="rcfd-mutants-") as tmp:
         scratch = Path(tmp)
         check_catalog(mutants, scratch)
         ordered = baseline(checks, scratch)
+        if args.catalog_last:
+            ordered.sort(key=lambda pair: pair[0] is CATALOG_CHECK)
         print("== check order: " + ", ".join(f"{c.name} ({s:.0f}s)" for c, s in ordered))
         results: list[Result] = []
 
