@@ -34,7 +34,7 @@ lint: $(STAMP)
 	$(VPY) -m ruff check .
 
 typecheck: $(STAMP)
-	$(VPY) -m mypy rcfd model tests
+	$(VPY) -m mypy rcfd model tests tools examples bench
 
 # Benchmarks (issue 6): one table, also in bench/results.json. Not part of test or verify.
 bench: $(STAMP)
