@@ -561,7 +561,7 @@ class _Replayer:
         fd = self.fd
         if fd is None or any(w.paused for w in self.workers.values()):
             return  # a preempted thread may hold a borrow it has not used yet
-        deadline = time.monotonic() + min(self.wait, 3.0)
+        deadline = time.monotonic() + min(self.wait, 5.0)
         while True:
             with self.cond:
                 expected = self.inside_fn

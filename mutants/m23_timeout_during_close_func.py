@@ -31,7 +31,7 @@ MUTANT = Mutant(
         close_func="blocks",
         steps=(
             Step("T1", "borrow"),
-            Step("T2", "close", timeout=1.0),
+            Step("T2", "close", timeout=2.0),
             Step("T1", "return"),
             Step("T2", "await"),
             Step("-", "finish"),

@@ -81,7 +81,11 @@ def environment(tree: Path) -> dict[str, str]:
 
 def argv_for(check: Check, tree: Path) -> list[str]:
     """The check's command, pointed at `tree`; pytest stops at the first failure."""
-    argv = [arg.replace(str(ROOT), str(tree)) for arg in check.argv]
+    # Paths into the checkout become paths into the copy; the interpreter (in
+    # the checkout's .venv) stays.
+    argv = [
+        arg if arg == sys.executable else arg.replace(str(ROOT), str(tree)) for arg in check.argv
+    ]
     if "pytest" in argv:
         at = argv.index("pytest") + 1
         argv[at:at] = ["-x", "--timeout=120"]
@@ -182,7 +186,7 @@ def markdown(mutants: list[Mutant]) -> str:
     module = {m.name: f"m{i:02d}" for i, m in enumerate(CATALOG, 1)}
     lines = ["| # | mutant | the bug | breaks |", "| --- | --- | --- | --- |"]
     for mutant in mutants:
-        breaks = ", ".join(str(g) for g in mutant.guarantees)
+        breaks = ", ".join("registry" if g == 0 else str(g) for g in mutant.guarantees)
         lines.append(f"| {module[mutant.name]} | `{mutant.name}` | {mutant.title} | {breaks} |")
     return "\n".join(lines)
 
