@@ -15,7 +15,7 @@ VENV := .venv/$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: test verify test-all lint typecheck bench mutants explain clean
+.PHONY: test verify test-all lint typecheck bench mutants explain mutmut clean
 
 $(STAMP): pyproject.toml
 	@echo "== creating $(VENV) with $(PYTHON)"
@@ -48,6 +48,10 @@ mutants: $(STAMP)
 # One mutant's counterexample as a timeline: make explain MUTANT=close-does-not-wait
 explain: $(STAMP)
 	$(VPY) tools/explain.py $(MUTANT) $(EXPLAIN_ARGS)
+
+# Automatic mutation testing of rcfd/ with mutmut, in mutants/.work/ (slow: not in verify).
+mutmut: $(STAMP)
+	$(VPY) tools/mutmut_run.py $(MUTMUT_ARGS)
 
 # The tests on every supported interpreter found here; a missing one is named, not fatal.
 test-all:
