@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 _OPEN = State.OPEN
 _get_ident = threading.get_ident
+_new_borrow = object.__new__
 
 
 class _Closer:
@@ -185,7 +186,9 @@ class FD:
 
     def borrow(self) -> Borrow:
         """`with fd.borrow() as rawfd:` is `fd.do(fn)` as a context manager."""
-        return Borrow(self)
+        borrow = _new_borrow(Borrow)  # Borrow(self) without its __init__ frame
+        borrow._fd = self
+        return borrow
 
     def close(self, timeout: float | None = None) -> None:
         """Begin closing (new borrows are refused from now on), wait for the
