@@ -16,16 +16,18 @@ MUTANT = Mutant(
         "refuse them at once."
     ),
     edits=(
+        # The refusal is kept for UNINIT and CLOSED, so the snippet is the raise
+        # alone: whatever the condition above it becomes, CLOSING gets through.
         Edit(
             "rcfd/_fd.py",
-            "if self._state is not _OPEN:\n    raise self._refusal(Event.BORROW)\n",
-            "if self._state is State.UNINIT or self._state is State.CLOSED:\n"
+            "raise self._refusal(Event.BORROW)\n",
+            "if self._state is not State.CLOSING:  # mutant: CLOSING lets borrows in\n"
             "    raise self._refusal(Event.BORROW)\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "if fd._state is not _OPEN:\n    raise fd._refusal(Event.BORROW)\n",
-            "if fd._state is State.UNINIT or fd._state is State.CLOSED:\n"
+            "raise fd._refusal(Event.BORROW)\n",
+            "if fd._state is not State.CLOSING:  # mutant: CLOSING lets borrows in\n"
             "    raise fd._refusal(Event.BORROW)\n",
         ),
     ),

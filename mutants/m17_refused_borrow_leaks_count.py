@@ -8,7 +8,7 @@ MUTANT = Mutant(
     title="a rejected borrow changes the count on its way out",
     guarantees=(10, 4),
     explanation=(
-        "do() counts the borrow first and checks the state second ('optimistic "
+        "do() counts the borrow before it raises the refusal (an 'optimistic "
         "increment'), and the refusal path forgets to undo the increment. A borrow "
         "refused while CLOSING leaves a phantom borrow behind, so the count never "
         "reaches zero and the close never finishes: one rejected call hangs every "
@@ -17,12 +17,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "if self._state is not _OPEN:\n"
-            "    raise self._refusal(Event.BORROW)\n"
-            "holders += (tid,)\n",
-            "holders += (tid,)  # mutant: counted before the check\n"
-            "if self._state is not _OPEN:\n"
-            "    raise self._refusal(Event.BORROW)\n",
+            "raise self._refusal(Event.BORROW)\n",
+            "holders += (tid,)  # mutant: counted before the refusal, never undone\n"
+            "raise self._refusal(Event.BORROW)\n",
         ),
     ),
     scenario=Scenario(
