@@ -197,7 +197,7 @@ class Bare:
 
 
 def contention(
-    rawfd: int, threads: Sequence[int] = (1, 2, 4, 8), repeats: int = 5, seconds: float = 0.25
+    rawfd: int, threads: Sequence[int] = (1, 2, 4, 8), repeats: int = 7, seconds: float = 0.2
 ) -> dict[str, dict[int, list[float]]]:
     """Borrows/s per repeat; every repeat measures all thread counts and
     implementations back to back, so ratios are taken within a repeat."""
