@@ -1,0 +1,276 @@
+"""Exceptions and interrupts: fn raising, and KeyboardInterrupt from a real
+signal handler (SIGINT sent to the main thread by another thread), landing in
+a borrow, in a release, and in a close() that waits. Descriptors: eventfds.
+
+After each interrupt the borrow count must be exact, the close must still
+happen exactly once, and a close() interrupted while it waits leaves the FD
+CLOSING with the close guaranteed (as a timeout does). See specs/rcfd.md,
+"Signals".
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+import pytest
+
+import rcfd
+from tests.reliability import kinds
+from tests.support import CountingClose, HeldBorrow
+
+WAIT = 10.0
+MAIN = threading.main_thread().ident
+
+
+@contextmanager
+def sigint_raises_keyboardinterrupt() -> Iterator[None]:
+    """SIGINT runs the default Python handler (KeyboardInterrupt) for the block."""
+    assert threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def state_of(fd: rcfd.FD) -> rcfd.State:
+    """fd.state, read afresh (no type narrowing across the calls that change it)."""
+    return fd.state
+
+
+def open_fd() -> tuple[rcfd.FD, CountingClose]:
+    closer = CountingClose()
+    fd = rcfd.FD(os.eventfd(0), closer)
+    closer.fd = fd
+    return fd, closer
+
+
+def send_sigint_when(ready: Callable[[], bool]) -> threading.Thread:
+    """A thread that sends SIGINT to the main thread once `ready()` holds."""
+
+    def run() -> None:
+        assert kinds.wait_until(ready, WAIT)
+        assert MAIN is not None
+        signal.pthread_kill(MAIN, signal.SIGINT)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+# -- fn raising ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exc", [ValueError("x"), KeyboardInterrupt(), SystemExit(3)])
+@pytest.mark.parametrize("form", ["do", "borrow", "nested"])
+def test_fn_raising_releases_its_borrow(exc: BaseException, form: str) -> None:
+    fd, closer = open_fd()
+
+    def fn(rawfd: int) -> None:
+        raise exc
+
+    with pytest.raises(type(exc)):
+        if form == "do":
+            fd.do(fn)
+        elif form == "borrow":
+            with fd.borrow() as rawfd:
+                fn(rawfd)
+        else:
+            fd.do(lambda _: fd.do(lambda _: fd.do(fn)))
+    assert fd.borrow_count == 0
+    fd.close(timeout=WAIT)
+    assert closer.calls == [closer.calls[0]] and fd.state is rcfd.State.CLOSED
+
+
+@pytest.mark.parametrize("exc", [ValueError("x"), KeyboardInterrupt(), SystemExit(3)])
+def test_last_borrow_raising_in_closing_still_closes(exc: BaseException) -> None:
+    fd, closer = open_fd()
+    held = HeldBorrow(fd, raise_on_end=exc)
+    with pytest.raises(TimeoutError):
+        fd.close(timeout=0)
+    held.end()  # the borrow ends by raising exc; its release must run close_func
+    assert isinstance(held.outcome.error, type(exc))
+    assert fd.state is rcfd.State.CLOSED and fd.borrow_count == 0 and len(closer.calls) == 1
+
+
+# -- a real SIGINT, aimed ----------------------------------------------------
+
+
+def test_sigint_while_a_borrow_runs() -> None:
+    fd, closer = open_fd()
+    inside = threading.Event()
+
+    def body(_: int) -> None:
+        inside.set()
+        threading.Event().wait(WAIT)  # interruptible: the handler runs inside it
+
+    with sigint_raises_keyboardinterrupt():
+        sender = send_sigint_when(inside.is_set)
+        with pytest.raises(KeyboardInterrupt):
+            fd.do(body)
+        sender.join(WAIT)
+    assert fd.borrow_count == 0 and fd.state is rcfd.State.OPEN
+    fd.close(timeout=WAIT)
+    assert len(closer.calls) == 1
+
+
+def test_sigint_while_close_waits_leaves_closing_and_the_close_guaranteed() -> None:
+    fd, closer = open_fd()
+    held = HeldBorrow(fd)
+    with sigint_raises_keyboardinterrupt():
+        # CLOSING: close() has refused new borrows and is about to wait, or waits.
+        sender = send_sigint_when(lambda: fd.state is rcfd.State.CLOSING)
+        with pytest.raises(KeyboardInterrupt):
+            fd.close()
+        sender.join(WAIT)
+    assert state_of(fd) is rcfd.State.CLOSING and fd.borrow_count == 1
+    assert closer.calls == []
+    held.end()  # the last borrow closes, as after a timeout
+    assert state_of(fd) is rcfd.State.CLOSED and len(closer.calls) == 1
+    with pytest.raises(rcfd.ClosedFDError):
+        fd.close()
+
+
+def test_sigint_while_detach_waits_becomes_a_close() -> None:
+    fd, closer = open_fd()
+    held = HeldBorrow(fd)
+    with sigint_raises_keyboardinterrupt():
+        sender = send_sigint_when(lambda: fd.state is rcfd.State.CLOSING)
+        with pytest.raises(KeyboardInterrupt):
+            fd.detach()
+        sender.join(WAIT)
+    held.end()
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1  # closed, not orphaned
+
+
+# -- a real SIGINT, at random moments, thousands of times --------------------
+
+SIGNALS = 1500
+
+
+class Hammer:
+    """One SIGINT per round, at a random moment of a loop of borrows, nested
+    borrows, releases, closes and closes-that-wait, all in the main thread."""
+
+    def __init__(self) -> None:
+        self.armed = threading.Event()  # main is in its loop: a signal may come
+        self.caught = threading.Event()  # main caught it and checked everything
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.swallowed = 0
+
+    def sender(self) -> None:
+        rng = random.Random(5)
+        pause = threading.Event()
+        try:
+            while not self.stop.is_set():
+                if not self.armed.wait(0.1):
+                    continue
+                self.armed.clear()
+                pause.wait(rng.random() * 0.002)  # a random moment, not an ordering
+                assert MAIN is not None
+                signal.pthread_kill(MAIN, signal.SIGINT)
+                # A KeyboardInterrupt that lands in a __del__ (the collector runs
+                # finalizers in the main thread) is printed and dropped by
+                # CPython, never reaching the loop: send another.
+                while not self.caught.wait(0.05):
+                    self.swallowed += 1
+                    signal.pthread_kill(MAIN, signal.SIGINT)
+                self.caught.clear()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+
+class Helper:
+    """A borrow held by a long-lived helper thread for about half a millisecond
+    (or until finish()). Queued before it starts, so an interrupt in main
+    cannot lose track of it; no thread is started inside the signal loop."""
+
+    tasks: queue.SimpleQueue[Helper | None] = queue.SimpleQueue()
+
+    def __init__(self, fd: rcfd.FD) -> None:
+        self.fd = fd
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.done = threading.Event()
+        Helper.tasks.put(self)
+
+    @staticmethod
+    def serve() -> None:
+        while (task := Helper.tasks.get()) is not None:
+            try:
+                task.fd.do(task._body)
+            finally:
+                task.done.set()
+
+    def _body(self, _: int) -> None:
+        self.started.set()
+        self.release.wait(0.0005)  # how long the close waits; not an ordering
+
+    def finish(self) -> None:
+        self.release.set()
+        assert self.done.wait(WAIT)
+
+
+def _work(fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper]) -> None:
+    """Loops until the signal arrives; every FD it makes is recorded in `fds`."""
+    noop: Callable[[int], None] = lambda _: None  # noqa: E731
+    i = 0
+    while True:
+        i += 1
+        fd, closer = open_fd()
+        fds.append((fd, closer))
+        fd.do(noop)
+        with fd.borrow():
+            fd.do(noop)
+        if i % 8 == 0:
+            # close() that waits for a borrow held by another thread; the
+            # helper returns on its own shortly, which ends the wait.
+            helpers.append(Helper(fd))
+            helpers[-1].started.wait(WAIT)
+        fd.close()
+
+
+def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
+    hammer = Hammer()
+    sender = threading.Thread(target=hammer.sender)
+    server = threading.Thread(target=Helper.serve)
+    server.start()
+    checked = 0
+    with sigint_raises_keyboardinterrupt():
+        sender.start()
+        try:
+            for _ in range(SIGNALS):
+                fds: list[tuple[rcfd.FD, CountingClose]] = []
+                helpers: list[Helper] = []
+                hammer.armed.set()
+                with suppress(KeyboardInterrupt):
+                    _work(fds, helpers)
+                for h in helpers:
+                    h.finish()
+                for fd, closer in fds:
+                    # No borrow runs anywhere now: the count is exactly zero, and
+                    # the FD is OPEN (closable) or CLOSED, closed once. CLOSING
+                    # here would be a lost close: nobody is left to run it.
+                    assert fd.borrow_count == 0, fd
+                    # (The helper's borrow has ended: no close_func runs elsewhere.)
+                    assert fd.state is not rcfd.State.CLOSING, f"lost close: {fd}"
+                    if fd.state is rcfd.State.OPEN:
+                        fd.close(timeout=WAIT)
+                    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1, fd
+                    checked += 1
+                hammer.caught.set()
+        finally:
+            hammer.stop.set()
+            hammer.caught.set()
+            sender.join(WAIT)
+            Helper.tasks.put(None)
+            server.join(WAIT)
+    assert hammer.errors == []
+    print(f"\nsignals: {SIGNALS} SIGINTs at random moments, {checked} FDs checked")
