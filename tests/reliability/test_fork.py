@@ -1,0 +1,173 @@
+"""fork() while other threads hold a borrow, hold an FD's lock, or close: the
+child (a real process) must neither deadlock nor wait for threads it does not
+have. Descriptors: eventfds and pipes. Every wait on the child is bounded:
+the child arms SIGALRM (a hang kills it) and the parent polls waitpid with a
+deadline, then kills it.
+
+The lock held "at the fork" is taken directly (fd._lock.acquire() in a helper
+thread): that is the state a thread preempted inside one of the FD's short
+locked sections leaves, made deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import rcfd
+from tests.reliability import kinds
+from tests.support import CountingClose, HeldBorrow
+
+WAIT = 10.0
+
+pytestmark = pytest.mark.filterwarnings(
+    # Python 3.12+ warns that forking a multi-threaded process may deadlock:
+    # that is exactly the situation under test.
+    "ignore:.*fork.*:DeprecationWarning"
+)
+
+
+def in_child(check: Callable[[], None]) -> None:
+    """Run `check` in a forked child; fail here if it fails, raises or hangs."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            signal.alarm(int(WAIT))  # a deadlock ends the child with SIGALRM
+            check()
+            code = 0
+        except BaseException as exc:
+            os.write(2, f"child failed: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + WAIT + 5
+    pause = threading.Event()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child hung")
+        pause.wait(0.01)
+    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)} (a hang?)"
+    assert os.WEXITSTATUS(status) == 0, "the child's check failed (see stderr)"
+
+
+class LockHolder:
+    """A thread holding fd._lock until stop()."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+        self.held = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+        assert self.held.wait(WAIT)
+
+    def _run(self) -> None:
+        with self.lock:
+            self.held.set()
+            self.done.wait(WAIT)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(WAIT)
+
+
+def open_fd(kind: str = "eventfd") -> tuple[rcfd.FD, CountingClose]:
+    closer = CountingClose()
+    fd = rcfd.FD(kinds.make(kind), closer)
+    closer.fd = fd
+    return fd, closer
+
+
+@pytest.mark.parametrize("kind", ["eventfd", "pipe"])
+def test_child_can_use_and_close_an_fd_borrowed_and_locked_by_parent_threads(kind: str) -> None:
+    fd, closer = open_fd(kind)
+    held = HeldBorrow(fd)  # a borrow of another thread: absent in the child
+    holder = LockHolder(fd._lock)  # the lock, held by another thread at the fork
+
+    def child() -> None:
+        assert fd.borrow_count == 0  # the other thread's borrow is not the child's
+        st = fd.do(os.fstat)  # the lock is usable
+        assert st.st_ino == os.fstat(held.rawfd).st_ino
+        fd.close()  # nothing to wait for
+        assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+        with pytest.raises(OSError):
+            os.fstat(held.rawfd)  # closed in the child
+
+    try:
+        in_child(child)
+    finally:
+        holder.stop()
+        held.end()
+    # The parent is untouched: its borrow ran to the end on a valid number.
+    assert held.valid_at_end and fd.state is rcfd.State.OPEN
+    fd.close(timeout=WAIT)
+    assert len(closer.calls) == 1
+
+
+def test_child_finishes_a_close_that_waited_for_a_parent_thread() -> None:
+    fd, closer = open_fd()
+    held = HeldBorrow(fd)
+    with pytest.raises(TimeoutError):
+        fd.close(timeout=0)  # CLOSING: the close waits for `held`
+    rawfd = held.rawfd
+
+    def child() -> None:
+        # The borrow it waited for does not exist here: the hook closed it.
+        assert fd.state is rcfd.State.CLOSED and fd.borrow_count == 0
+        assert len(closer.calls) == 1
+        with pytest.raises(OSError):
+            os.fstat(rawfd)
+        with pytest.raises(rcfd.ClosedFDError):
+            fd.close()  # at once, not a wait
+
+    try:
+        in_child(child)
+    finally:
+        held.end()
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1  # the parent's own close
+
+
+def test_child_of_a_fork_inside_a_borrow_keeps_that_borrow() -> None:
+    fd, closer = open_fd()
+    other = HeldBorrow(fd)
+
+    def child() -> None:
+        assert fd.borrow_count == 1  # its own (the do() below), not `other`'s
+        with pytest.raises(rcfd.CloseInsideBorrowError):
+            fd.close()
+
+    def fork_here(rawfd: int) -> None:
+        assert fd.borrow_count == 2
+        in_child(child)
+
+    try:
+        fd.do(fork_here)
+    finally:
+        other.end()
+    fd.close(timeout=WAIT)
+    assert len(closer.calls) == 1
+
+
+def test_child_can_track_lifetimes_while_a_parent_thread_holds_the_registry_lock() -> None:
+    registry = rcfd.LifetimeRegistry()
+    holder = LockHolder(registry._lock)
+
+    def child() -> None:
+        fd = rcfd.FD(kinds.make("memfd"), registry=registry)
+        fd.close()
+        assert registry.fd_stats().report() == ""
+
+    try:
+        in_child(child)
+    finally:
+        holder.stop()
