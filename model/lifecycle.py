@@ -240,8 +240,7 @@ class FDModel:
         if self.phase is Phase.UNINIT:
             self._event(call, "INIT", Phase.OPEN, 0, "OK")
             self.close_func_fails = call.command.arg == "raises"
-            if self.tracked:
-                self._count(initialized=1, in_flight=1)
+            self._count(initialized=1, in_flight=1)
             self._return(call, OK)
         elif self.phase is Phase.OPEN:
             self._event(call, "INIT", self.phase, self.borrows(), "REFUSE_MULTIPLE_INIT")
@@ -415,6 +414,7 @@ class FDModel:
             self.closers_returned_before_closed.append(f"{call}: {result}")
 
     def _count(self, **delta: int) -> None:
+        """Report to the registry; an FD that was given none reports nothing."""
         if not self.tracked:
             return
         r = self.registry

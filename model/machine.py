@@ -10,7 +10,9 @@ blocked in close() makes no call). After every step the guarantees of
 specs/rcfd.md are asserted on the model.
 
 `carry_out` is the hook that tests/test_model_vs_fd.py overrides to perform
-the same command on a real rcfd.FD and compare.
+the same command on a real rcfd.FD and compare. `teardown` ends the
+borrows still running as further steps, so a close blocked at the end of a
+run is seen to return.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class FDModelMachine(RuleBasedStateMachine):
         super().__init__()
         self.model = FDModel(self.THREADS)
         self.timeline = Timeline()
+        self.failed = False  # a step disagreed (set by carry_out overrides)
 
     # -- the hook ----------------------------------------------------------
 
@@ -65,15 +68,22 @@ class FDModelMachine(RuleBasedStateMachine):
 
     # -- rules -------------------------------------------------------------
 
-    @initialize(track=st.booleans(), init=st.sampled_from((*CALL_ARGS["init"], "not yet")))
-    def start(self, track: bool, init: str) -> None:
-        """Most runs start from an initialized FD, so that the budget goes to
-        borrows and closes; Hypothesis's rule choice alone leaves many runs
-        in UNINIT. The `init` rule still covers every state."""
+    @initialize(
+        track=st.booleans(),
+        init=st.sampled_from((*CALL_ARGS["init"], "not yet")),
+        borrowers=st.lists(st.integers(0, THREADS - 1), max_size=3),
+    )
+    def start(self, track: bool, init: str, borrowers: list[int]) -> None:
+        """Most runs start from an initialized FD with borrows running, so that
+        the budget goes to closes meeting borrows; Hypothesis's rule choice
+        alone leaves many runs in UNINIT or with no borrow. The rules still
+        reach every state from UNINIT."""
         if track:
             self.perform(Command(0, "track_lifetime"))
         if init != "not yet":
             self.perform(Command(0, "init", init))
+            for i, thread in enumerate(borrowers):
+                self.perform(Command(thread, "begin_borrow", CALL_ARGS["begin_borrow"][i % 2]))
 
     @precondition(lambda self: not self.model.gone)
     @rule(data=st.data(), close_func=st.sampled_from(CALL_ARGS["init"]))
@@ -125,6 +135,15 @@ class FDModelMachine(RuleBasedStateMachine):
     @rule()
     def nothing_left_to_call(self) -> None:
         """An unreachable FD takes no calls; this keeps one rule valid."""
+
+    def teardown(self) -> None:
+        """End every borrow, innermost first, as steps like any other, so that
+        every run also shows its blocked closers return (or not) at the end."""
+        if self.failed or violations(self.model):
+            return  # keep the failure that was found; do not pile steps on it
+        for thread in range(self.THREADS):
+            while self.model.in_borrow(thread):
+                self.perform(Command(thread, "end_borrow", "return"))
 
     @invariant()
     def keeps_the_guarantees(self) -> None:

@@ -24,11 +24,12 @@ from hypothesis.stateful import run_state_machine_as_test
 from model.lifecycle import Command, Step
 from model.machine import FDModelMachine
 from model.traces import row_index, unreachable_rows
-from tests._model_harness import Expectation, RealFD
+from tests._model_harness import EXPECT_S, Expectation, RealFD
 from tools.spec_table import rows
 
 EXAMPLES = 150
 STEPS = 40
+SHRINK_BUDGET_S = 60.0  # see ModelVsFD.failing
 
 BUDGET = settings(
     max_examples=EXAMPLES,
@@ -47,36 +48,65 @@ class ModelVsFD(FDModelMachine):
     examples = 0
     steps = 0
     rows_seen: ClassVar[set[int]] = set()  # transition-table rows the runs went through
+    # Shrinking budget. A run that disagrees because a call never returns
+    # costs its bounded wait each time Hypothesis replays it, and shrinking
+    # replays hundreds of candidates. After SHRINK_BUDGET_S of shrinking, a
+    # candidate is run on the real FD only while its commands are a prefix of
+    # a run already seen to fail; others run on the model alone, so they pass
+    # and shrinking stops improving. The reported run is then the smallest
+    # found so far, and it still fails for real when Hypothesis replays it.
+    failing: ClassVar[set[tuple[Command, ...]]] = set()
+    shrink_deadline: ClassVar[float | None] = None
 
     def __init__(self) -> None:
         super().__init__()
         self.real = RealFD(self.THREADS)
+        self.commands: list[Command] = []
+        self.real_run = True  # False once this run went past the budget (see above)
         ModelVsFD.examples += 1
 
     def carry_out(self, command: Command, step: Step) -> None:
+        self.commands.append(command)
+        sofar = tuple(self.commands)
+        deadline = ModelVsFD.shrink_deadline
+        if self.real_run and deadline is not None and time.monotonic() > deadline:
+            self.real_run = any(run[: len(sofar)] == sofar for run in ModelVsFD.failing)
+        if not self.real_run:
+            return
         for event in step.events:
             ModelVsFD.rows_seen.add(row_index(event))
         self.real.send(step.started.id, command)
         expect = Expectation.of(step, self.model.observe(), self.model.running())
         problems = self.real.settle(expect)
         ModelVsFD.steps += 1
+        if problems:
+            self.failed = True
+            ModelVsFD.failing.add(sofar)
+            if deadline is None:
+                ModelVsFD.shrink_deadline = time.monotonic() + SHRINK_BUDGET_S
         assert not problems, "\n" + self.timeline.render(tuple(problems))
 
     def teardown(self) -> None:
-        self.real.shutdown()
+        try:
+            super().teardown()
+        finally:
+            self.real.shutdown()
 
 
 def test_model_keeps_its_guarantees() -> None:
     """The model alone, with a larger budget: it must keep specs/rcfd.md."""
     run_state_machine_as_test(
         FDModelMachine,
-        settings=settings(BUDGET, max_examples=300, stateful_step_count=40),
+        settings=settings(BUDGET, max_examples=200, stateful_step_count=40),
     )
 
 
 def test_production_fd_agrees_with_the_model() -> None:
     ModelVsFD.examples = ModelVsFD.steps = 0
     ModelVsFD.rows_seen.clear()
+    ModelVsFD.failing.clear()
+    ModelVsFD.shrink_deadline = None
+    RealFD.expect_s = EXPECT_S
     start = time.monotonic()
     run_state_machine_as_test(ModelVsFD, settings=BUDGET)
     # The budget must keep reaching every row a program can reach: a change

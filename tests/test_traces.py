@@ -21,7 +21,7 @@ import pytest
 
 from model.lifecycle import Command, Observation, Registry
 from model.traces import FORMAT, TRACES, expected_files, unreachable_rows
-from tests._model_harness import Expectation, RealFD
+from tests._model_harness import EXPECT_S, Expectation, RealFD
 from tools.spec_table import rows
 
 FILES = sorted(TRACES.glob("*.json"))
@@ -56,6 +56,7 @@ def timeline(steps: list[dict[str, Any]], upto: int) -> str:
 def test_replay(path: Path) -> None:
     trace = load(path)
     steps: list[dict[str, Any]] = trace["steps"]
+    RealFD.expect_s = EXPECT_S
     real = RealFD(trace["threads"])
     names = {s["step"]: f"T{s['thread']} {s['call']}#{s['step']}" for s in steps}
     running: set[int] = set()
