@@ -46,6 +46,16 @@ CHECKS = [
         [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
         last_match(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$"),
     ),
+    Check(
+        "model vs production (stateful)",
+        [PY, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/test_model_vs_fd.py"],
+        last_match(r"^(model-vs-fd: .*|\d+ failed.*)$"),
+    ),
+    Check(
+        "trace replay",
+        [PY, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/test_traces.py"],
+        last_match(r"^(traces: .*|\d+ failed.*)$"),
+    ),
 ]
 
 
