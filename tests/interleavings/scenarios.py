@@ -1,0 +1,128 @@
+"""The small programs whose interleavings are explored, each for 2 and 3 threads.
+
+Every actor makes one rcfd call (a nested borrower makes two) on one shared
+FD; `harness.violations` checks the guarantees of specs/rcfd.md on every
+schedule, so a scenario states only who calls what.
+"""
+
+from __future__ import annotations
+
+from tests.interleavings.harness import Actor, Body, MonitoredFD, Scenario, World
+
+
+def _fd(w: World) -> MonitoredFD:
+    assert w.fd is not None  # model_for builds the FD before it starts any actor
+    return w.fd
+
+
+def do_borrower(w: World) -> None:
+    w.call("do", lambda: _fd(w).do(w.borrow_body))
+
+
+def cm_borrower(w: World) -> None:
+    def borrow() -> None:
+        with _fd(w).borrow() as rawfd:
+            w.borrow_body(rawfd)
+
+    w.call("borrow", borrow)
+
+
+def gated_borrower(w: World) -> None:
+    w.call("do", lambda: _fd(w).do(w.gated_body))
+
+
+def nested_borrower(w: World) -> None:
+    """do(fn) whose fn takes a second borrow of the same FD on the same thread."""
+
+    def inner() -> None:
+        with _fd(w).borrow() as rawfd:
+            w.borrow_body(rawfd)
+
+    def outer(rawfd: int) -> str:
+        w.borrow_body(rawfd)
+        w.call("borrow(inner)", inner)  # refused once close began, even under a borrow
+        return "fn-value"
+
+    w.call("do(nested)", lambda: _fd(w).do(outer))
+
+
+def closer(timeout: float | None = None) -> Body:
+    kind = "close" if timeout is None else f"close(timeout={timeout})"
+
+    def body(w: World) -> None:
+        w.call(kind, lambda: _fd(w).close(timeout))
+
+    return body
+
+
+def detacher(w: World) -> None:
+    w.call("detach", lambda: _fd(w).detach())
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "borrowers_closer/2",
+        (Actor("borrower", do_borrower), Actor("closer", closer())),
+        about="a borrow and a close race",
+    ),
+    Scenario(
+        "borrowers_closer/3",
+        (Actor("b1", do_borrower), Actor("b2", cm_borrower), Actor("closer", closer())),
+        about="two borrowers (do and borrow()) and a closer",
+    ),
+    Scenario(
+        "closer_timeout/2",
+        (Actor("blocked", gated_borrower, gated=True), Actor("closer", closer(5.0))),
+        about="close(timeout=5) while a borrow blocks: TimeoutError, the borrow closes later",
+    ),
+    Scenario(
+        "closer_timeout/3",
+        (Actor("b1", do_borrower), Actor("b2", cm_borrower), Actor("closer", closer(0.0))),
+        about="close(timeout=0): a poll; waits anyway if close_func already runs",
+    ),
+    Scenario(
+        "nested_closer/2",
+        (Actor("nested", nested_borrower), Actor("closer", closer())),
+        about="a borrow nested in a borrow on one thread, and a closer",
+    ),
+    Scenario(
+        "nested_closer/3",
+        (Actor("nested", nested_borrower), Actor("b2", do_borrower), Actor("closer", closer())),
+        about="a nested borrow, a plain borrow and a closer",
+    ),
+    Scenario(
+        "two_closers/2",
+        (Actor("c1", closer()), Actor("c2", closer())),
+        about="two closes: one closes, the other waits for it then raises ClosedFDError",
+    ),
+    Scenario(
+        "two_closers/3",
+        (Actor("borrower", do_borrower), Actor("c1", closer()), Actor("c2", closer())),
+        close_func_raises=True,
+        about="a borrower and two closers; close_func raises (to the owner only)",
+    ),
+    Scenario(
+        "detach_borrower/2",
+        (Actor("detacher", detacher), Actor("borrower", do_borrower)),
+        about="detach vs a borrower: the number is handed back, never closed",
+    ),
+    Scenario(
+        "detach_borrower/3",
+        (Actor("detacher", detacher), Actor("borrower", do_borrower), Actor("closer", closer())),
+        about="detach, a borrower and a close: one of detach/close owns the end",
+    ),
+    Scenario(
+        "on_closing/2",
+        (Actor("closer", closer()), Actor("borrower", do_borrower)),
+        on_closing=True,
+        about="close with on_closing, which runs under the closer's own borrow",
+    ),
+    Scenario(
+        "on_closing/3",
+        (Actor("closer", closer()), Actor("b1", do_borrower), Actor("b2", cm_borrower)),
+        on_closing=True,
+        about="close with on_closing and two borrowers",
+    ),
+)
+
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

@@ -1,0 +1,133 @@
+"""Explore the interleavings of the production FD's internal steps (issue 3, section 3).
+
+For each scenario of tests/interleavings/scenarios.py: every schedule with at
+most --preemptions preemptions at line granularity (bounded-exhaustive DFS),
+then --random and --pct seeded schedules at bytecode granularity. Each
+schedule is checked against the guarantees of specs/rcfd.md. Prints, per
+scenario, the schedules explored and PASS/FAIL; a failing schedule is
+printed as a timeline, saved as JSON under --save, and can be rerun with
+
+    python tools/explore.py --replay PATH
+
+Needs Python 3.12+ (interleave-test is built on sys.monitoring).
+
+    python tools/explore.py                    # make verify: preemptions<=1, 100 random, 100 PCT
+    python tools/explore.py --preemptions 2 --random 2000 --pct 2000   # make explore-long
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's rcfd and tests, before any installed copy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preemptions", type=int, default=1, help="DFS preemption bound")
+    parser.add_argument("--random", type=int, default=100, help="random schedules per scenario")
+    parser.add_argument("--pct", type=int, default=100, help="PCT schedules per scenario")
+    parser.add_argument("--seed", type=int, default=0, help="root seed of random and PCT")
+    parser.add_argument(
+        "--scenario", action="append", default=[], help="only these (repeatable; default all)"
+    )
+    parser.add_argument("--save", type=Path, default=ROOT / "build" / "interleavings")
+    parser.add_argument("--replay", type=Path, help="rerun one saved failing schedule")
+    parser.add_argument("--outcomes", action="store_true", help="list the call results seen")
+    args = parser.parse_args(argv)
+
+    if sys.version_info < (3, 12):
+        print("explore: needs Python 3.12+ (interleave-test uses sys.monitoring); skipped")
+        return 1
+
+    from tests.interleavings import harness
+    from tests.interleavings.scenarios import BY_NAME, SCENARIOS
+
+    print(f"explore: rcfd from {harness.RCFD_DIR}")
+    if args.replay is not None:
+        return replay(args.replay)
+
+    unknown = [name for name in args.scenario if name not in BY_NAME]
+    if unknown:
+        print(f"explore: unknown scenario(s) {unknown}; known: {sorted(BY_NAME)}")
+        return 2
+    chosen = [BY_NAME[name] for name in args.scenario] if args.scenario else list(SCENARIOS)
+
+    total = 0
+    failed: list[str] = []
+    start = time.monotonic()
+    for scenario in chosen:
+        runs = [
+            harness.explore(
+                scenario,
+                "dfs",
+                granularity="line",
+                iterations=10**7,
+                max_preemptions=args.preemptions,
+            )
+        ]
+        for strategy, count in (("random", args.random), ("pct", args.pct)):
+            if count and runs[-1].failure is None:
+                runs.append(
+                    harness.explore(
+                        scenario, strategy, granularity="opcode", iterations=count, seed=args.seed
+                    )
+                )
+        schedules = sum(run.schedules for run in runs)
+        total += schedules
+        bad = next((run for run in runs if run.failure is not None), None)
+        parts = []
+        for run in runs:
+            note = " (exhaustive)" if run.exhausted else ""
+            parts.append(f"{run.label}: {run.schedules}{note}")
+        verdict = "PASS" if bad is None else "FAIL"
+        seconds = sum(run.seconds for run in runs)
+        print(
+            f"{verdict}  {scenario.name:<20} {schedules:>6} schedules  {seconds:5.1f}s  "
+            + "; ".join(parts)
+        )
+        if args.outcomes:
+            seen: dict[str, int] = {}
+            for outcome, count in (o for run in runs for o in run.outcomes):
+                seen[outcome] = seen.get(outcome, 0) + count
+            for outcome, count in sorted(seen.items()):
+                print(f"        {count:>6} x {outcome}")
+        if bad is not None and bad.failure is not None:
+            failed.append(scenario.name)
+            path = harness.save_failure(bad, args.save)
+            print(f"\n--- {scenario.name}: {bad.label} failed on schedule {bad.schedules}\n")
+            print(bad.failure.format(max_steps=40))
+            print(f"\nsaved: {path}\nreplay: python tools/explore.py --replay {path}\n")
+    elapsed = time.monotonic() - start
+    print(
+        f"explore: {len(chosen)} scenarios, {total} schedules, {len(failed)} failed"
+        f" ({', '.join(failed) or 'none'}), {elapsed:.1f}s"
+    )
+    return 1 if failed else 0
+
+
+def replay(path: Path) -> int:
+    import json
+
+    from tests.interleavings import harness
+    from tests.interleavings.scenarios import BY_NAME
+
+    record = json.loads(path.read_text())
+    scenario = BY_NAME[record["scenario"]]
+    decisions = len(record["schedule"]["choices"])
+    print(f"replay: {scenario.name} ({record['search']}), {decisions} decisions")
+    result = harness.replay(scenario, path)
+    if result.failure is None:
+        print("replay: PASS (the schedule no longer fails)")
+        return 0
+    print(result.failure.format(max_steps=40))
+    print("replay: FAIL (reproduced)")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
