@@ -15,7 +15,7 @@ VENV := .venv/$(PYVER)
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: test verify test-all lint typecheck bench mutants explain mutmut clean
+.PHONY: test verify explore-long test-all lint typecheck bench mutants explain mutmut clean
 
 $(STAMP): pyproject.toml
 	@echo "== creating $(VENV) with $(PYTHON)"
@@ -29,6 +29,11 @@ test: $(STAMP)
 
 verify: $(STAMP)
 	$(VPY) tools/verify.py
+
+# Interleavings (issue 3): every schedule with <= 2 preemptions, and 2000 random and
+# 2000 PCT schedules, per scenario. Slow (tens of minutes): verify runs the bound 1.
+explore-long: $(STAMP)
+	$(VPY) tools/explore.py --preemptions 2 --random 2000 --pct 2000 $(EXPLORE_ARGS)
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .

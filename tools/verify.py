@@ -34,22 +34,49 @@ def last_match(pattern: str) -> Callable[[str], str]:
     return summarize
 
 
+# Run as checks of their own, after the unit tests (see CHECKS).
+OWN_CHECKS = ("tests/test_model_vs_fd.py", "tests/test_traces.py", "tests/interleavings")
+TYPED = [d for d in ("rcfd", "model", "tests", "tools", "examples", "bench") if (ROOT / d).is_dir()]
+
 CHECKS = [
     Check("ruff", [PY, "-m", "ruff", "check", "."], last_match(r"^(All checks passed!|Found .*)$")),
     Check(
         "mypy --strict",
-        [PY, "-m", "mypy", "rcfd", "model", "tests", "tools"],
+        [PY, "-m", "mypy", *TYPED],
         last_match(r"^(Success: .*|Found .*)$"),
+    ),
+    # PEP 316 contracts of step() and step() == the table of specs/rcfd.md;
+    # fails unless every condition is "Confirmed over all paths".
+    Check(
+        "crosshair contracts",
+        [PY, "tools/crosshair_check.py"],
+        last_match(r"^crosshair: (.*)$"),
     ),
     Check(
         "unit tests",
-        [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        [
+            PY,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+            *(f"--ignore={path}" for path in OWN_CHECKS),
+        ],
         last_match(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$"),
     ),
     Check(
         "model vs production (stateful)",
         [PY, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/test_model_vs_fd.py"],
         last_match(r"^(model-vs-fd: .*|\d+ failed.*)$"),
+    ),
+    # Every schedule with <= 1 preemption (line granularity) of each scenario,
+    # then 100 random and 100 PCT schedules (bytecode granularity), seed 0.
+    Check(
+        "interleavings",
+        [PY, "tools/explore.py"],
+        last_match(r"^explore: (\d+ scenarios.*)$"),
     ),
     Check(
         "trace replay",
@@ -61,6 +88,7 @@ CHECKS = [
 
 def main() -> int:
     results: list[tuple[str, bool, float, str]] = []
+    began = time.monotonic()
     for check in CHECKS:
         print(f"\n== {check.name}: {' '.join(check.argv[1:])}", flush=True)
         start = time.monotonic()
@@ -75,7 +103,10 @@ def main() -> int:
     for name, ok, elapsed, summary in results:
         print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {elapsed:6.1f}s  {summary}")
     failed = [name for name, ok, *_ in results if not ok]
-    print("verify: " + ("PASS" if not failed else f"FAIL ({', '.join(failed)})"))
+    verdict = "PASS" if not failed else f"FAIL ({', '.join(failed)}; their output is above)"
+    print(
+        f"verify: {verdict} in {time.monotonic() - began:.0f}s on Python {sys.version.split()[0]}"
+    )
     return 1 if failed else 0
 
 
