@@ -39,7 +39,28 @@ NOT_PER_MUTANT = [
     # Compares a leak report's stack with the README's byte for byte; mutmut's
     # trampolines add their own frames to every stack, so it fails on every mutant.
     "--deselect=tests/test_plugin.py::test_the_readme_shows_what_the_plugin_prints",
+    # Asserts that gc.collect() raises no ResourceWarning at all; under mutmut it
+    # also collects garbage of mutmut's own (with a ResourceWarning), unmutated.
+    "--deselect=tests/test_finalizer.py::test_no_finalizer_after_close_or_detach_or_without_init",
 ]
+
+
+# Several tests assert that no ResourceWarning appears while they run. Under
+# mutmut, the FDs that other tests leak on purpose (to test the finalizer) stay
+# reachable from mutmut's trampoline frames for a while, and their finalizer's
+# ResourceWarning lands in whichever test runs the next gc.collect(). Collecting
+# before every test puts those warnings back where they belong: between tests.
+COLLECT_FIRST = """
+
+import gc as _mutmut_gc
+
+import pytest as _mutmut_pytest
+
+
+@_mutmut_pytest.fixture(autouse=True)
+def _mutmut_collect_first() -> None:
+    _mutmut_gc.collect()
+"""
 
 
 def config(tests: list[str]) -> str:
@@ -88,6 +109,9 @@ def prepare(fresh: bool, tests: list[str]) -> None:
     shutil.copytree(ROOT / "mutants", catalog, ignore=IGNORE)
     pyproject = WORK / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + config(tests))
+    conftest = WORK / "tests" / "conftest.py"
+    existing = conftest.read_text() if conftest.exists() else ""
+    conftest.write_text(existing + COLLECT_FIRST)
 
 
 def stats() -> dict[str, int]:
@@ -125,14 +149,15 @@ def main() -> int:
         print(f"mutmut run failed (exit {run.returncode})", file=sys.stderr)
         return run.returncode
     s = stats()
-    tested = s["total"] - s["skipped"]
-    score = 100.0 * (s["killed"] + s["timeout"]) / tested if tested else 0.0
-    left = survivors()
+    checked = sum(s[k] for k in ("killed", "timeout", "survived", "suspicious", "no_tests"))
+    caught = s["killed"] + s["timeout"]
+    score = 100.0 * caught / checked if checked else 0.0
+    left = [(name, status) for name, status in survivors() if status != "not checked"]
     print(
         f"\nmutmut: {s['killed']} killed, {s['timeout']} timed out, {s['survived']} survived, "
-        f"{s['no_tests']} not reached by any test, {s['suspicious']} suspicious, "
-        f"{s['skipped']} skipped, of {s['total']}: score {score:.1f}% "
-        f"({time.monotonic() - started:.0f}s)"
+        f"{s['no_tests']} not reached by any test, {s['suspicious']} suspicious, of "
+        f"{checked} checked ({s['total'] - checked} not checked, {s['skipped']} skipped): "
+        f"score {score:.1f}% ({time.monotonic() - started:.0f}s)"
     )
     for name, status in left:
         print(f"  {status}: {name}")
