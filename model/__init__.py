@@ -1,1 +1,13 @@
-"""The independent model of the FD lifecycle (filled by the model issue)."""
+"""The independent model of the FD lifecycle: specs/rcfd.md written a second time.
+
+It imports nothing from rcfd, so that rcfd can be judged against it.
+
+  model.lifecycle   the abstract FD shared by logical threads: state, per-thread
+                    borrow stacks, closers, close_func/on_closing counts, registry
+  model.guarantees  guarantees 1-10 of specs/rcfd.md as checks on that state
+  model.machine     the Hypothesis RuleBasedStateMachine over it (one rule per
+                    call, split where a call blocks); tests/test_model_vs_fd.py
+                    runs the same rules on a real rcfd.FD
+  model.timeline    a run printed as a table: thread, call, what returned, FD after
+  model.traces      specs/traces/*.json for ports (`python -m model.traces`)
+"""
