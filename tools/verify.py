@@ -7,9 +7,12 @@ pass/fail. The report ends with PASS only if every check passed.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,18 +89,47 @@ CHECKS = [
 ]
 
 
+# No single check may take longer: a hung test becomes a FAIL, not a stuck verify.
+LIMIT = 600
+
+
+def run(argv: list[str], limit: float) -> tuple[bool, str]:
+    """Run one check, echoing its output as it comes; (passed, output)."""
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so a kill takes its children too
+    )
+    timer = threading.Timer(limit, os.killpg, (proc.pid, signal.SIGKILL))
+    timer.start()
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            lines.append(line)
+        returncode = proc.wait()
+    finally:
+        timer.cancel()
+    return returncode == 0, "".join(lines)
+
+
 def main() -> int:
     results: list[tuple[str, bool, float, str]] = []
     began = time.monotonic()
     for check in CHECKS:
         print(f"\n== {check.name}: {' '.join(check.argv[1:])}", flush=True)
         start = time.monotonic()
-        proc = subprocess.run(
-            check.argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+        ok, output = run(check.argv, LIMIT)
         elapsed = time.monotonic() - start
-        sys.stdout.write(proc.stdout)
-        results.append((check.name, proc.returncode == 0, elapsed, check.summarize(proc.stdout)))
+        summary = check.summarize(output)
+        if elapsed >= LIMIT:
+            summary = f"killed after {LIMIT}s: it hung or is too slow ({summary})"
+        results.append((check.name, ok, elapsed, summary))
     print("\n== verify report")
     width = max(len(name) for name, *_ in results)
     for name, ok, elapsed, summary in results:
