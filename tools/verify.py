@@ -115,6 +115,8 @@ def run(argv: list[str], limit: float) -> tuple[bool, str]:
         returncode = proc.wait()
     finally:
         timer.cancel()
+        if proc.poll() is None:  # interrupted (Ctrl-C): do not leave the check running
+            os.killpg(proc.pid, signal.SIGKILL)
     return returncode == 0, "".join(lines)
 
 
