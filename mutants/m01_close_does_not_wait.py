@@ -8,25 +8,21 @@ MUTANT = Mutant(
     title="close() does not wait for running borrows",
     guarantees=(1, 4),
     explanation=(
-        "The closer, having refused new borrows, drops its own borrow and calls "
-        "close_func straight away instead of leaving that to whichever release brings "
-        "the count to zero. It is the most common bug in hand-written descriptor "
-        "wrappers: 'refuse new users, then close' forgets the users already inside. "
-        "A borrower still running reads or writes a number that is closed, and after "
-        "the kernel reuses it, someone else's file; its release then runs the close "
-        "a second time."
+        "The release that may run the close no longer asks whether the count reached "
+        "zero, only whether a close has begun. The closer's own borrow is released "
+        "right after on_closing, so close() calls close_func straight away: 'refuse "
+        "new users, then close' forgets the users already inside. It is the most "
+        "common bug in hand-written descriptor wrappers. A borrower still running "
+        "reads or writes a number that is closed and, once the kernel reuses it, "
+        "someone else's file."
     ),
     edits=(
+        # The release that follows on_closing is the closer's own: with the
+        # count test gone, it runs the close whatever else is running.
         Edit(
             "rcfd/_fd.py",
-            "            finally:\n"
-            "                self._release(tid)\n"
-            "        return closer, owner\n",
-            "            finally:\n"
-            "                with self._lock:\n"
-            "                    self._holders.remove(tid)\n"
-            "                self._run_close()\n"
-            "        return closer, owner\n",
+            "if closer is None or self._holders:",
+            "if closer is None:  # mutant: do not wait for the count to reach zero",
         ),
     ),
     scenario=Scenario(

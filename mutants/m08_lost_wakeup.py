@@ -18,13 +18,10 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
+            "    holders.remove(tid)\nfinally:\n    if self._state is not _OPEN:\n",
             "    holders.remove(tid)\n"
             "finally:\n"
-            "    if self._state is not _OPEN:\n"
-            "        self._release_closing()\n",
-            "    holders.remove(tid)\n"
-            "finally:\n"
-            "    pass  # mutant: the hot-path release forgets RUN_CLOSE\n",
+            "    if False:  # mutant: the hot-path release forgets RUN_CLOSE\n",
         ),
     ),
     scenario=Scenario(

@@ -17,11 +17,11 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "if last:\n    self._run_close()\n",
-            "if last:\n"
-            "    self._run_close()\n"
-            "elif self._closer is not None and self._closer.wakers:\n"
-            "    self._closer.wakers.pop(0)()  # mutant: wake the closer on any release\n",
+            "if closer is None or self._holders:\n    return\n",
+            "if closer is None or self._holders:\n"
+            "    if closer is not None and closer.wakers:\n"
+            "        closer.wakers.pop(0)()  # mutant: wake the closer on any release\n"
+            "    return\n",
         ),
     ),
     scenario=Scenario(

@@ -18,9 +18,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "                closer.wakers.append(waker)\n                owner = False\n",
-            "                waker()  # mutant: CLOSING is as good as CLOSED: do not wait\n"
-            "                owner = False\n",
+            "closer = waiting\ncloser.wakers.append(waker)\n",
+            "closer = waiting\nwaker()  # mutant: CLOSING is as good as CLOSED: do not wait\n",
         ),
     ),
     scenario=Scenario(

@@ -16,8 +16,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            '"close_failed" if error else "closed"',
-            '"closed"',
+            'closer.how = "close_failed"',
+            'closer.how = "closed"  # mutant: a close is a close',
         ),
     ),
     scenario=Scenario(close_func="raises", steps=(Step("T1", "close"),)),

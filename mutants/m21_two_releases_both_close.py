@@ -11,20 +11,33 @@ MUTANT = Mutant(
         "A release in OPEN takes no lock (removing its entry is atomic); only past "
         "OPEN does it take the lock to ask 'was that the last borrow?'. So two "
         "borrowers can both remove their entries first and then, one after the other, "
-        "both find the count at zero. Unless the first one claims the close, both "
-        "run close_func: a double close, whose second call may close a number the "
-        "kernel has already given to someone else. It takes a preemption between "
-        "one borrower's removal and its locked decision, which the harness makes "
-        "with pause='before-lock'."
+        "both find the count at zero. rcfd has two defences: the first to see zero "
+        "claims the close, and the close is marked as done before close_func is "
+        "called. Without them both run close_func: a double close, whose second call "
+        "may close a number the kernel has already given to someone else. It takes a "
+        "preemption between one borrower's removal and its locked decision "
+        "(pause='before-lock') while the other is still inside close_func."
     ),
     edits=(
+        # Two protections, both removed: nobody claims the close, and the
+        # close is not marked as done before close_func is called.
         Edit(
             "rcfd/_fd.py",
-            "and not closer.claimed",
-            "",  # mutant: whoever sees zero runs the close
+            "if closer.claimed and closer.runner != me:",
+            "if False:  # mutant: nobody claims the close",
+        ),
+        Edit(
+            "rcfd/_fd.py",
+            'closer.how = "closed"  # set before the call: close_func runs at most once\n'
+            "try:\n"
+            "    self._close_func(self._rawfd)\n",
+            "try:\n"
+            "    self._close_func(self._rawfd)\n"
+            '    closer.how = "closed"  # mutant: marked after the call\n',
         ),
     ),
     scenario=Scenario(
+        close_func="blocks",
         steps=(
             Step("T1", "borrow"),
             Step("T2", "borrow"),
@@ -32,6 +45,7 @@ MUTANT = Mutant(
             Step("T1", "return", pause="before-lock"),
             Step("T2", "return"),
             Step("T1", "resume"),
-        )
+            Step("-", "finish"),
+        ),
     ),
 )

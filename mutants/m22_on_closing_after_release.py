@@ -17,15 +17,20 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "try:\n    if on_closing is not None:\n",
-            "self._release(tid)  # mutant: release first\ntry:\n    if on_closing is not None:\n",
+            "on_closing = self._on_closing\nif owner and on_closing is not None:\n",
+            "if owner:  # mutant: give the closer's borrow back first\n"
+            "    self._holders.remove(tid)\n"
+            "    self._release_closing()\n"
+            "on_closing = self._on_closing\n"
+            "if owner and on_closing is not None:\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "            finally:\n"
-            "                self._release(tid)\n"
-            "        return closer, owner\n",
-            "            finally:\n                pass\n        return closer, owner\n",
+            "    self._holders.remove(tid)\nfinally:\n    try:\n        self._release_closing()\n",
+            "    pass  # mutant: released above\n"
+            "finally:\n"
+            "    try:\n"
+            "        self._release_closing()\n",
         ),
     ),
     scenario=Scenario(steps=(Step("T1", "close"),)),
