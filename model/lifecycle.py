@@ -203,8 +203,12 @@ class FDModel:
 
     # -- the commands ------------------------------------------------------
 
-    def apply(self, command: Command) -> Step:
-        """Carry out `command`; every call it lets return returns in this step."""
+    def apply(self, command: Command, call_id: int | None = None) -> Step:
+        """Carry out `command`; every call it lets return returns in this step.
+
+        The call's id is the number of calls so far unless `call_id` names it
+        (two raced calls keep their ids whichever the model applies first).
+        """
         if command.call not in CALL_ARGS or command.arg not in CALL_ARGS[command.call]:
             raise ValueError(f"not a command: {command}")
         if command.call == "drop":
@@ -216,7 +220,7 @@ class FDModel:
         elif not self.can_call(command.thread):
             raise ValueError(f"T{command.thread} is blocked and cannot call")
         self._events, self._completed = [], []
-        call = Call(len(self.calls), command.thread, command)
+        call = Call(len(self.calls) if call_id is None else call_id, command.thread, command)
         self.calls.append(call)
         before = self._snapshot()
         blocks = entered = False

@@ -5,9 +5,10 @@ begin_borrow/end_borrow (fn keeps running in between, so other threads act
 while a borrow is held), close with no timeout (returns in the step that ends
 the last borrow), close with a timeout that expires, a second closer, a close
 inside a borrow, detach, dropping the FD (the finalizer), track_lifetime and
-init. Preconditions pick only threads that can make the call (a thread
-blocked in close() makes no call). After every step the guarantees of
-specs/rcfd.md are asserted on the model.
+init; and one race: a borrow and a close started at the same moment, where
+either order is right but nothing in between. Preconditions pick only
+threads that can make the call (a thread blocked in close() makes no call).
+After every step the guarantees of specs/rcfd.md are asserted on the model.
 
 `carry_out` is the hook that tests/test_model_vs_fd.py overrides to perform
 the same command on a real rcfd.FD and compare. `teardown` ends the
@@ -46,11 +47,23 @@ class FDModelMachine(RuleBasedStateMachine):
     def carry_out(self, command: Command, step: Step) -> None:
         """Perform `command` elsewhere and compare with `step`; nothing here."""
 
+    def race(self, first: tuple[int, Command], second: tuple[int, Command], hint: bool) -> bool:
+        """Start two (call id, command) at once elsewhere; True if `first` took
+        effect first. Here there is nowhere else: `hint` decides."""
+        return hint
+
+    def carry_out_race(self, steps: list[Step]) -> None:
+        """Compare the raced calls' `steps` (in the order they took effect)."""
+
     def perform(self, command: Command) -> None:
-        step = self.model.apply(command)
+        step = self._apply(command)
+        self.carry_out(command, step)
+
+    def _apply(self, command: Command, call_id: int | None = None) -> Step:
+        step = self.model.apply(command, call_id)
         row = self.timeline.add(command, step, self.model.observe())
         note(Timeline.line(len(self.timeline.rows) - 1, row))
-        self.carry_out(command, step)
+        return step
 
     # -- who may call ------------------------------------------------------
 
@@ -125,6 +138,33 @@ class FDModelMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def detach(self, data: st.DataObject) -> None:
         self.perform(Command(self._pick(data, self._callers()), "detach"))
+
+    @precondition(
+        lambda self: (
+            self.model.phase is Phase.OPEN and not self.model.borrows() and len(self._idle()) >= 2
+        )
+    )
+    @rule(data=st.data(), borrow_first=st.booleans())
+    def race_borrow_and_close(self, data: st.DataObject, borrow_first: bool) -> None:
+        """A borrow and a close start at the same moment on two threads. Either
+        order is allowed, nothing in between: the borrow runs and the close
+        waits for it, or the borrow is refused and the close completes.
+
+        Both orders end in the same state (a borrow that ran is then ended,
+        which completes the close), so the rules Hypothesis can draw next do
+        not depend on which order the real threads took."""
+        idle = self._idle()
+        borrower = self._pick(data, idle)
+        closer = self._pick(data, [t for t in idle if t != borrower])
+        n = len(self.model.calls)
+        borrow = (n, Command(borrower, "begin_borrow", "do"))
+        close = (n + 1, Command(closer, "close", "none"))
+        borrow_first = self.race(borrow, close, borrow_first)
+        note(f"race: #{n} and #{n + 1} started together; #{n if borrow_first else n + 1} first")
+        order = (borrow, close) if borrow_first else (close, borrow)
+        self.carry_out_race([self._apply(command, call_id) for call_id, command in order])
+        if borrow_first:
+            self.perform(Command(borrower, "end_borrow", "return"))
 
     @precondition(lambda self: not self.model.gone and self.model.all_idle())
     @rule()

@@ -81,26 +81,30 @@ FN_VALUE = _Returned()
 class Expectation:
     """What one step must do, from the model or from a trace file."""
 
-    started: int  # the id of the call this step started (ids are step numbers)
-    entered: bool  # it is a borrow whose fn must be running
-    blocks: bool  # it must still be running after the step
+    entered: frozenset[int]  # borrows started in this step whose fn must be running
+    waits: bool  # a close/detach started in this step must still be waiting after it
     returns: dict[int, str]  # call id -> result, for each call that returns in this step
     names: dict[int, str]  # call id -> "T1 close#4", for messages
     after: Observation
     running: frozenset[int]  # every call that must still be running after the step
 
     @classmethod
-    def of(cls, step: Step, after: Observation, running: list[Call]) -> Expectation:
-        calls = [step.started, *step.completed, *running]
+    def of(cls, steps: list[Step], after: Observation, running: list[Call]) -> Expectation:
+        """The model's `steps` (one, or two raced) as one expectation."""
+        completed = [call for step in steps for call in step.completed]
+        calls = [*(step.started for step in steps), *completed, *running]
         return cls(
-            started=step.started.id,
-            entered=step.entered,
-            blocks=step.blocks,
-            returns={call.id: str(call.result) for call in step.completed},
+            entered=frozenset(step.started.id for step in steps if step.entered),
+            waits=any(step.blocks and not step.entered for step in steps),
+            returns={call.id: str(call.result) for call in completed},
             names={call.id: str(call) for call in calls},
             after=after,
             running=frozenset(call.id for call in running),
         )
+
+
+# (call id, command, a barrier to wait at before calling, for raced calls)
+Item = tuple[int, Command, threading.Barrier | None]
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ class Worker(threading.Thread):
         super().__init__(name=f"rcfd-model-T{index}", daemon=True)
         self.index = index
         self.harness = harness
-        self.commands: queue.SimpleQueue[tuple[int, Command] | None] = queue.SimpleQueue()
+        self.commands: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self.depth = 0  # borrows this thread holds (nested fns serving the queue)
 
     def run(self) -> None:
@@ -152,7 +156,9 @@ class Worker(threading.Thread):
             item = self.commands.get()
             if item is None:
                 return "return"
-            call_id, command = item
+            call_id, command, start = item
+            if start is not None:
+                start.wait(EXPECT_S)  # raced: both threads call at once
             if command.call == "end_borrow":
                 self.harness.reports.put(Report(call_id, "returned", OK))
                 return command.arg
@@ -264,7 +270,36 @@ class RealFD:
         if command.call == "drop":
             self._drop(call_id)
         else:
-            self.workers[command.thread].commands.put((call_id, command))
+            self.workers[command.thread].commands.put((call_id, command, None))
+
+    def race(self, first: tuple[int, Command], second: tuple[int, Command]) -> Report | None:
+        """Send two calls that start together on two threads, with the GIL
+        handed over as often as CPython allows, so that one call can run in
+        the middle of the other; then return the first report of `first`
+        (None if none comes in time). The report is queued again for settle.
+        """
+        start = threading.Barrier(2)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)
+        try:
+            for call_id, command in (first, second):
+                self.workers[command.thread].commands.put((call_id, command, start))
+            deadline = time.monotonic() + RealFD.expect_s
+            seen: list[Report] = []
+            found = None
+            while found is None and time.monotonic() < deadline:
+                try:
+                    report = self.reports.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                seen.append(report)
+                if report.call_id == first[0]:
+                    found = report
+        finally:
+            sys.setswitchinterval(interval)
+        for report in seen:
+            self.reports.put(report)
+        return found
 
     def _drop(self, call_id: int) -> None:
         """Lose the last reference; __del__ runs here (no cycle holds an FD)."""
@@ -308,8 +343,8 @@ class RealFD:
     def settle(self, expect: Expectation) -> list[str]:
         """Wait for what this step must do; the disagreements found."""
         want = {(call_id, "returned"): result for call_id, result in expect.returns.items()}
-        if expect.entered:
-            want[(expect.started, "entered")] = OK
+        for call_id in expect.entered:
+            want[(call_id, "entered")] = OK
         got: dict[tuple[int, str], str] = {}
         wait_s = RealFD.expect_s
         deadline = time.monotonic() + wait_s
@@ -326,14 +361,12 @@ class RealFD:
                 wait_s = 0.0  # the step already disagrees; waiting only slows shrinking
                 break
         expected = expect.after
-        if expect.blocks and not expect.entered:
-            # A close that waits sends no report; its effect (CLOSING, its own
-            # borrow taken and released, on_closing) is polled for instead.
-            observed = self._await_observation(expected, deadline)
-        else:
-            # Every effect of the step precedes a report already received.
-            observed = self.observe()
-        if expect.blocks and not expect.entered:
+        # A close that waits sends no report, so its effect (CLOSING, its own
+        # borrow taken and released, on_closing) is polled for; every other
+        # effect of a step precedes a report already received.
+        waiting = expect.waits
+        observed = self._await_observation(expected, deadline) if waiting else self.observe()
+        if expect.waits:
             # The model says the close waits: it must not return now. (A borrow
             # cannot return while its fn is serving this thread's queue.)
             self._collect(got, BLOCKED_S)
@@ -395,7 +428,7 @@ class RealFD:
         try:
             for worker in self.workers:
                 for _ in range(worker.depth):
-                    worker.commands.put((-1, Command(worker.index, "end_borrow", "return")))
+                    worker.commands.put((-1, Command(worker.index, "end_borrow", "return"), None))
             fd = self.fd
             if fd is not None and fd.state is rcfd.State.OPEN:
                 deadline = time.monotonic() + RealFD.expect_s
@@ -415,8 +448,7 @@ class RealFD:
                 if worker.is_alive():
                     left.append(f"{worker.name} did not stop")
         finally:
-            self.fd = None
-            gc.collect()
+            self.fd = None  # no cycle holds an FD: this is the last reference
             if not self.raw_closed:
                 with contextlib.suppress(OSError):
                     os.close(self.rawfd)

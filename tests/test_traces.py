@@ -67,9 +67,8 @@ def test_replay(path: Path) -> None:
                 running.add(step["step"])
             running -= returns.keys()
             expect = Expectation(
-                started=step["step"],
-                entered=step["started"] == "fn running",
-                blocks=step["started"] != "returned",
+                entered=frozenset({step["step"]} if step["started"] == "fn running" else ()),
+                waits=step["started"] == "waits",
                 returns=returns,
                 names=names,
                 after=observation(step["after"]),
