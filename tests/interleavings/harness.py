@@ -282,52 +282,75 @@ BORROW_RESULTS = frozenset({"ok", "ClosedFDError"})
 CLOSE_KINDS = ("close", "detach")
 
 
+def _used_holds(events: list[Ev]) -> set[int]:
+    """Indices of the hold events under which something used the number.
+
+    rcfd may publish a borrow before it looks at the state and take it back
+    when the state refuses it (a lock-free borrow path): such a hold is not a
+    borrow that runs. A hold is used when its thread calls fn (or, for the
+    closer's own borrow, on_closing) before releasing it.
+    """
+    stacks: dict[str, list[int]] = {}
+    used: set[int] = set()
+    for i, ev in enumerate(events):
+        stack = stacks.setdefault(ev.who, [])
+        if ev.what == "hold":
+            stack.append(i)
+        elif ev.what == "unhold" and stack:
+            stack.pop()
+        elif ev.what in ("fn", "on_closing") and stack:
+            used.add(stack[-1])
+    return used
+
+
 def violations(world: World) -> list[str]:
     """Every guarantee of specs/rcfd.md this schedule's log breaks (empty: none)."""
     problems: list[str] = []
     state = State.UNINIT
-    holds: Counter[str] = Counter()  # borrows running, per thread
+    used = _used_holds(world.events)
+    holds: dict[str, list[tuple[int, State]]] = {}  # per thread: (hold index, state then)
     running: Counter[str] = Counter()  # borrow bodies running, per thread
-    last: dict[str, Ev] = {}  # each thread's previous event
     owner: str | None = None  # who moved OPEN -> CLOSING
-    borrows_at_close = 0  # borrows running when the close began (the closer's excluded)
-    closer_hold_taken = False
+    borrows_at_close = 0  # holds when the close began (the closer's own excluded)
     close_funcs = on_closings = 0
     close_func_done = False
 
     def fail(index: int, message: str) -> None:
         problems.append(f"at #{index}: {message}")
 
+    def running_borrows() -> dict[str, int]:
+        """Borrows that use the number (not holds taken back unused), per thread."""
+        counts = {t: sum(1 for i, _ in hs if i in used) for t, hs in holds.items()}
+        return {t: n for t, n in counts.items() if n}
+
     for i, ev in enumerate(world.events):
         who = ev.who
+        mine = holds.setdefault(who, [])
         if ev.what == "state":
             old, new = ev.detail.split(" -> ")
             if (old, new) not in (("UNINIT", "OPEN"), ("OPEN", "CLOSING"), ("CLOSING", "CLOSED")):
                 fail(i, f"state went {old} -> {new}: states are entered once, in order")
             state = State[new]
             if state is State.CLOSING:
-                owner, borrows_at_close = who, holds.total()
-            if state is State.CLOSED and holds.total():
-                fail(i, f"CLOSED with {holds.total()} borrow(s) still running (guarantee 1)")
+                owner, borrows_at_close = who, sum(len(hs) for hs in holds.values())
+            if state is State.CLOSED and running_borrows():
+                fail(i, f"CLOSED while borrows run: {running_borrows()} (guarantee 1)")
         elif ev.what == "hold":
-            prev = last.get(who)
-            closer_hold = (
-                prev is not None
-                and prev.what == "state"
-                and prev.detail == "OPEN -> CLOSING"
-                and not closer_hold_taken
-            )
-            if state is not State.OPEN and not closer_hold:
-                fail(i, f"{who} started a borrow in {state.name}, after close began (guarantee 2)")
-            closer_hold_taken = closer_hold_taken or closer_hold
-            holds[who] += 1
+            mine.append((i, state))
         elif ev.what == "unhold":
-            if holds[who] == 0:
+            if not mine:
                 fail(i, f"{who} released a borrow it did not hold")
-            holds[who] -= 1
+            else:
+                mine.pop()
         elif ev.what == "fn":
-            if holds[who] == 0:
+            if not mine:
                 fail(i, f"{who}'s fn runs without a borrow (guarantee 1)")
+            elif mine[-1][1] is not State.OPEN:
+                fail(
+                    i,
+                    f"{who}'s fn runs under a borrow taken in {mine[-1][1].name} "
+                    f"(#{mine[-1][0]}), after close began (guarantee 2)",
+                )
             if close_funcs:
                 fail(i, f"{who}'s fn runs after close_func started (guarantees 1, 2)")
             running[who] += 1
@@ -339,7 +362,7 @@ def violations(world: World) -> list[str]:
             close_funcs += 1
             if close_funcs > 1:
                 fail(i, f"close_func called a second time, by {who} (guarantee 1)")
-            others = {t: n for t, n in holds.items() if n} | {t: n for t, n in running.items() if n}
+            others = running_borrows() | {t: n for t, n in running.items() if n}
             if others:
                 fail(i, f"close_func called while borrows run: {others} (guarantee 1)")
             if state is not State.CLOSING:
@@ -350,11 +373,11 @@ def violations(world: World) -> list[str]:
             on_closings += 1
             if on_closings > 1:
                 fail(i, "on_closing called a second time")
-            if who != owner or state is not State.CLOSING or holds[who] == 0:
+            if who != owner or state is not State.CLOSING or not mine:
                 fail(
                     i,
                     f"on_closing ran in {who} (owner {owner}) in {state.name} with "
-                    f"{holds[who]} borrow(s) of its own: it must run in the thread that "
+                    f"{len(mine)} borrow(s) of its own: it must run in the thread that "
                     "began the close, in CLOSING, under that closer's borrow",
                 )
             if close_funcs:
@@ -367,7 +390,6 @@ def violations(world: World) -> list[str]:
                     world, who, kind, result, state, owner, borrows_at_close, close_func_done
                 )
             )
-        last[who] = ev
 
     problems.extend(_check_end(world, state, owner, close_funcs, on_closings, holds, running))
     return problems
@@ -434,7 +456,7 @@ def _check_end(
     owner: str | None,
     close_funcs: int,
     on_closings: int,
-    holds: Counter[str],
+    holds: dict[str, list[tuple[int, State]]],
     running: Counter[str],
 ) -> Iterator[str]:
     """The FD once every thread has ended."""
@@ -443,9 +465,10 @@ def _check_end(
     if unfinished:
         yield f"at the end: calls never returned: {unfinished}"
     count = len(fd._holders) if fd is not None else 0  # None: a hand-written log, no FD
-    if count != 0 or any(holds.values()) or any(running.values()):
+    left = {t: len(hs) for t, hs in holds.items() if hs}
+    if count != 0 or left or any(running.values()):
         yield (
-            f"at the end: borrow_count={count}, logged holds={dict(holds)}, "
+            f"at the end: borrow_count={count}, logged holds={left}, "
             f"bodies running={dict(running)}; all must be 0 (borrow count exact)"
         )
     if fd is not None and fd.state is not state:
