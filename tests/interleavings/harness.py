@@ -314,6 +314,8 @@ def violations(world: World) -> list[str]:
     borrows_at_close = 0  # holds when the close began (the closer's own excluded)
     close_funcs = on_closings = 0
     close_func_done = False
+    open_calls: dict[str, list[int]] = {}  # per thread: log index of each call not returned
+    close_func_at: dict[str, int] = {}  # who ran close_func, at which log index
 
     def fail(index: int, message: str) -> None:
         problems.append(f"at #{index}: {message}")
@@ -360,6 +362,7 @@ def violations(world: World) -> list[str]:
             fail(i, f"{who}: {ev.detail}")
         elif ev.what == "close_func":
             close_funcs += 1
+            close_func_at[who] = i
             if close_funcs > 1:
                 fail(i, f"close_func called a second time, by {who} (guarantee 1)")
             others = running_borrows() | {t: n for t, n in running.items() if n}
@@ -382,8 +385,19 @@ def violations(world: World) -> list[str]:
                 )
             if close_funcs:
                 fail(i, "on_closing ran after close_func started")
+        elif ev.what == "call":
+            open_calls.setdefault(who, []).append(i)
         elif ev.what == "return":
             kind, result = ev.detail.split(": ", 1)
+            began = open_calls.get(who, [-1]).pop() if open_calls.get(who) else -1
+            refused = result == "ClosedFDError" and not kind.startswith(CLOSE_KINDS)
+            if refused and began < close_func_at.get(who, -1):
+                fail(
+                    i,
+                    f"{who}'s {kind} was refused, yet ran close_func (#{close_func_at[who]}) "
+                    "before raising: a refused borrow must raise at once, without "
+                    "blocking (guarantee 2)",
+                )
             problems.extend(
                 f"at #{i}: {p}"
                 for p in _check_return(
@@ -406,8 +420,8 @@ def _check_return(
     close_func_done: bool,
 ) -> Iterator[str]:
     """What a call may return, given the log up to its return."""
-    call = next(c for c in reversed(world.calls) if c.who == who and c.kind == kind)
-    fn_started = world.fns[who] > call.fns_before
+    call = next((c for c in reversed(world.calls) if c.who == who and c.kind == kind), None)
+    fn_started = call is not None and world.fns[who] > call.fns_before  # None: hand-written log
     if not kind.startswith(CLOSE_KINDS):
         if result not in BORROW_RESULTS:
             yield f"{who}'s {kind} ended with {result}; a borrow returns or raises ClosedFDError"

@@ -107,3 +107,20 @@ def test_checker_passes_a_clean_close() -> None:
         ("closer", "state", "CLOSING -> CLOSED", State.CLOSED),
     )
     assert harness.violations(world) == []
+
+
+def test_checker_reports_a_refused_borrow_that_runs_close_func() -> None:
+    world = _world(
+        OPENED,
+        CLOSING,
+        CLOSER_HOLD,
+        ("b", "call", "do", State.CLOSING),
+        ("b", "hold", "", State.CLOSING),
+        CLOSER_UNHOLD,
+        ("b", "unhold", "", State.CLOSING),
+        ("b", "close_func", "rawfd=7", State.CLOSING),
+        ("b", "close_func_end", "", State.CLOSING),
+        ("b", "state", "CLOSING -> CLOSED", State.CLOSED),
+        ("b", "return", "do: ClosedFDError", State.CLOSED),
+    )
+    assert any("refused, yet ran close_func" in p for p in harness.violations(world))
