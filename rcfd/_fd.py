@@ -55,7 +55,19 @@ class _Closer:
     Allocated at close time so that an open FD carries none of it.
     """
 
-    __slots__ = ("detach", "owner_waiting", "handed_over", "done", "error", "wakers", "claimed")
+    __slots__ = (
+        "detach",
+        "owner_waiting",
+        "handed_over",
+        "done",
+        "error",
+        "wakers",
+        "claimed",
+        "runner",
+        "how",
+        "to_wake",
+        "woken",
+    )
 
     def __init__(self, detach: bool, owner_waker: Callable[[], None]) -> None:
         self.detach = detach  # the owner wants the number back, not closed
@@ -65,6 +77,12 @@ class _Closer:
         self.error: BaseException | None = None  # what close_func raised, for the owner
         self.wakers: list[Callable[[], None]] = [owner_waker]  # called once at CLOSED
         self.claimed = False  # a release found zero borrows: it runs (ran) close_func
+        # (Signals rule) The close path marks each step before taking it, so
+        # the claimer can resume it after an interrupt without repeating one:
+        self.runner = 0  # ident of the claiming thread; only it resumes the close
+        self.how: Release | None = None  # decided: close_func was called, or hand-over
+        self.to_wake: list[Callable[[], None]] = []  # the wakers taken at FINISH
+        self.woken = 0  # how many of to_wake have been called
 
 
 class FD:
@@ -183,7 +201,13 @@ class FD:
                     holders.remove(tid)
                 finally:
                     if self._state is not _OPEN:
-                        self._release_closing()  # maybe RUN_CLOSE: decided under the lock
+                        # maybe RUN_CLOSE: decided under the lock. (Signals rule)
+                        # an interrupt in it is retried once: it resumes.
+                        try:
+                            self._release_closing()
+                        except BaseException:
+                            self._release_closing()
+                            raise
 
     def borrow(self) -> Borrow:
         """`with fd.borrow() as rawfd:` is `fd.do(fn)` as a context manager."""
@@ -346,7 +370,11 @@ class FD:
             self._holders.remove(tid)  # atomic: RELEASE in OPEN needs no lock
         finally:
             if self._state is not _OPEN:
-                self._release_closing()
+                try:
+                    self._release_closing()
+                except BaseException:  # (Signals rule) resume once after an interrupt
+                    self._release_closing()
+                    raise
 
     def _release_closing(self) -> None:
         """A borrow ended after close began (its entry is already removed).
@@ -355,15 +383,23 @@ class FD:
         borrow runs close_func. Releases remove their entries without the
         lock, so two of them may both see zero here; the first claims the
         close and the others do nothing.
+
+        (Signals rule) Idempotent, and resumable by the claiming thread: called
+        again after an interrupt struck anywhere in it, it finishes the close
+        that thread claimed, without calling close_func a second time.
         """
+        me = _get_ident()
         with self._lock:
             closer = self._closer
-            last = not self._holders and closer is not None and not closer.claimed
-            if last:
-                assert closer is not None
-                closer.claimed = True
-        if last:
-            self._run_close()
+            if closer is None or self._holders:
+                return
+            if closer.claimed and closer.runner != me:
+                return  # another thread runs it
+            if closer.done and closer.woken >= len(closer.to_wake):
+                return  # finished, every waiter woken
+            closer.claimed = True
+            closer.runner = me
+        self._run_close()
 
     def _close(self, event: Event, timeout: float | None) -> int:
         waiter = threading.Lock()
@@ -382,7 +418,14 @@ class FD:
             if not self._give_up(closer, owner, waiter.release, exc):
                 raise
             waiter.acquire()  # close_func is running: its end is near; wait for it
-        return self._outcome(closer, owner, event)
+        try:
+            return self._outcome(closer, owner, event)
+        except BaseException:
+            if owner:
+                # (Signals rule) an interrupt before the number reached our
+                # caller: close a handed-back number rather than orphan it.
+                self._owner_left(closer, waiter.release)
+            raise
 
     def _begin_close(self, event: Event, waker: Callable[[], None]) -> tuple[_Closer, bool]:
         """Apply CLOSE/DETACH and register `waker` to be called at CLOSED.
@@ -391,63 +434,106 @@ class FD:
         owner). The owner holds a borrow until on_closing has returned.
         """
         tid = _get_ident()
-        with self._lock:
-            if self._apply(event) is Outcome.BEGIN_CLOSE:
-                closer = self._closer = _Closer(event is Event.DETACH, waker)
-                self._holders.append(tid)
-                owner = True
-            else:  # WAIT: another thread began the close
-                waiting = self._closer
-                assert waiting is not None
-                closer = waiting
-                closer.wakers.append(waker)
-                owner = False
-        if owner:
-            on_closing = self._on_closing
+        # (Signals rule) Made before the state can say CLOSING: an interrupt in
+        # its construction changes nothing, and CLOSING always has a closer.
+        new = _Closer(event is Event.DETACH, waker)
+        owner = False
+        try:
             try:
-                if on_closing is not None:
+                with self._lock:
+                    if self._apply(event) is Outcome.BEGIN_CLOSE:
+                        closer = self._closer = new
+                        self._holders += (tid,)  # no call, so no interrupt, before `owner`
+                        owner = True
+                    else:  # WAIT: another thread began the close
+                        waiting = self._closer
+                        assert waiting is not None
+                        closer = waiting
+                        closer.wakers.append(waker)
+                on_closing = self._on_closing
+                if owner and on_closing is not None:
                     # Runs under the owner's borrow: the number cannot be closed under it.
                     on_closing(self._rawfd)
             except BaseException:
-                # The owner leaves by this exception without waiting: unregister
-                # it before the release that may run close_func, so that close
-                # is not handed a number nobody takes (detach), a waker is not
-                # called for nobody, and a close_func error is warned, not lost.
-                with self._lock:
-                    closer.owner_waiting = False
-                    with contextlib.suppress(ValueError):
-                        closer.wakers.remove(waker)
+                if owner:
+                    # The owner leaves by this exception (on_closing raised, or an
+                    # interrupt) without waiting: unregister it before the release
+                    # that may run close_func, so that close is not handed a number
+                    # nobody takes (detach), a waker is not called for nobody, and
+                    # a close_func error is warned, not lost.
+                    with self._lock:
+                        closer.owner_waiting = False
+                        with contextlib.suppress(ValueError):
+                            closer.wakers.remove(waker)
                 raise
             finally:
-                self._release(tid)
+                if owner:
+                    # _release(tid), inline: an interrupt as a call begins must not
+                    # leave the owner's borrow behind.
+                    try:
+                        self._holders.remove(tid)
+                    finally:
+                        try:
+                            self._release_closing()
+                        except BaseException:  # (Signals rule) resume once
+                            self._release_closing()
+                            raise
+        except BaseException:
+            if owner:
+                # (Signals rule) An interrupt after the release above may come
+                # after a detach handed the number to us: we leave by exception,
+                # so close it rather than orphan it.
+                self._owner_left(closer, waker)
+            raise
         return closer, owner
+
+    def _owner_left(self, closer: _Closer, waker: Callable[[], None]) -> None:
+        """The caller that began the close leaves by an exception: unregister
+        it, and close a number a detach already handed to it."""
+        with self._lock:
+            closer.owner_waiting = False
+            with contextlib.suppress(ValueError):
+                closer.wakers.remove(waker)
+            handed, closer.handed_over = closer.handed_over, False
+        if handed:
+            self._close_func(self._rawfd)
 
     def _run_close(self) -> None:
         """The count reached zero in CLOSING: close (or hand over) and wake waiters.
 
-        Only the thread whose step returned RUN_CLOSE calls this.
+        Only the thread that claimed the close calls this. (Signals rule) It
+        is resumable: each step is marked on the closer before it is taken
+        (closer.how before close_func, done before the registry, woken before
+        each waker), so a run cut short by an interrupt is finished by running
+        it again, and no step happens twice.
         """
         closer = self._closer
         assert closer is not None
-        error: BaseException | None = None
-        with self._lock:
-            # A detach decides and finishes in one locked step: an owner that
-            # gives up sees either the number handed over (and closes it) or
-            # not yet decided (and then this thread closes it); never orphaned.
-            hand_over = closer.detach and closer.owner_waiting
-            if hand_over:
-                wakers = self._finish(closer, "detached", None)
-                owner_waiting = True
-        if not hand_over:
+        if closer.how is None:
+            with self._lock:
+                # A detach decides and finishes in one locked step: an owner that
+                # gives up sees either the number handed over (and closes it) or
+                # not yet decided (and then this thread closes it); never orphaned.
+                if closer.how is None and closer.detach and closer.owner_waiting:
+                    closer.how = "detached"
+                    self._finish(closer)
+        if closer.how is None:
+            closer.how = "closed"  # set before the call: close_func runs at most once
             try:
                 self._close_func(self._rawfd)
             except BaseException as exc:
-                error = exc
+                closer.error = exc
+                closer.how = "close_failed"
+        if not closer.done:
             with self._lock:
-                wakers = self._finish(closer, "close_failed" if error else "closed", error)
-                owner_waiting = closer.owner_waiting
-        for wake in wakers:
+                if not closer.done:
+                    self._finish(closer)
+        while closer.woken < len(closer.to_wake):
+            wake = closer.to_wake[closer.woken]
+            closer.woken += 1  # before the call: each waker is called at most once
             wake()
+        error = closer.error
+        owner_waiting = closer.owner_waiting or closer.how == "detached"
         if error is not None and not owner_waiting:
             # Nobody is left to receive it: the owner timed out or was interrupted.
             if not isinstance(error, Exception):
@@ -459,19 +545,19 @@ class FD:
                 stacklevel=2,
             )
 
-    def _finish(
-        self, closer: _Closer, how: Release, error: BaseException | None
-    ) -> list[Callable[[], None]]:
-        """FINISH: record the release, enter CLOSED, return the wakers to call
-        (after the lock is released). Needs _lock."""
-        if self._registry is not None:
-            self._registry._record_release(id(self), how)
+    def _finish(self, closer: _Closer) -> None:
+        """FINISH: enter CLOSED, move the wakers to closer.to_wake (called after
+        the lock is released), record the release as closer.how. Needs _lock.
+
+        The registry comes last: an interrupt in it leaves the FD CLOSED and its
+        waiters woken, at worst one release uncounted, never one counted twice.
+        """
         self._state = step(self._state, 0, 0, Event.FINISH).state
+        closer.handed_over = closer.how == "detached"
+        closer.to_wake, closer.wakers = closer.wakers, []
         closer.done = True
-        closer.handed_over = how == "detached"
-        closer.error = error
-        wakers, closer.wakers = closer.wakers, []
-        return wakers
+        if self._registry is not None:
+            self._registry._record_release(id(self), closer.how or "closed")
 
     def _give_up(
         self, closer: _Closer, owner: bool, waker: Callable[[], None], exc: BaseException
@@ -552,7 +638,11 @@ class Borrow:
             fd._holders.remove(self._tid)
         finally:
             if fd._state is not _OPEN:
-                fd._release_closing()
+                try:
+                    fd._release_closing()
+                except BaseException:  # (Signals rule) resume once after an interrupt
+                    fd._release_closing()
+                    raise
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -11,8 +11,8 @@ child only, right after the fork (specs/rcfd.md, "Fork"):
   * borrows held by threads other than the forking one are dropped: in the
     child those borrows will never end, and their numbers are not in use;
   * an FD that was CLOSING is finished as the close would have been: if no
-    borrow is left and nobody had started close_func, the child runs it now;
-    if close_func had started in a thread that is gone, the child marks the
+    borrow is left and close_func had not been called, the child calls it
+    now; if it had been called by a thread that is gone, the child marks the
     FD CLOSED without calling it again (never closed twice, possibly left
     open in the child); the thread that began the close is gone too, so a
     detach becomes a close and an error of close_func is warned.
@@ -81,12 +81,9 @@ def _finish_inherited_close(fd: object) -> None:
     closer.owner_waiting = False
     if fd._holders:
         return  # the forking thread's own borrow; its release closes the FD
-    if not closer.claimed:
-        fd._release_closing()  # RUN_CLOSE, exactly as the last release would
-        return
-    # close_func had started in a thread that is gone: it may or may not have
-    # closed the number, and calling it again could close a reused number.
-    with fd._lock:
-        wakers = fd._finish(closer, "closed", None)
-    for wake in wakers:
-        wake()
+    # Whoever claimed the close is gone (or nobody had): this thread finishes
+    # it. _run_close calls close_func only if it had not been called (closer.how
+    # is set before the call), so a number is never closed twice.
+    closer.claimed = True
+    closer.runner = threading.get_ident()
+    fd._run_close()
