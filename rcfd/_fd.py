@@ -420,8 +420,11 @@ class FD:
             waiter.acquire()  # close_func is running: its end is near; wait for it
         try:
             return self._outcome(closer, owner, event)
-        except BaseException:
-            if owner:
+        except BaseException as exc:
+            # close_func's own error, delivered here, is not the owner leaving:
+            # marking it gone would make the thread that ran close_func warn
+            # (or re-raise a BaseException) a second time.
+            if owner and exc is not closer.error:
                 # (Signals rule) an interrupt before the number reached our
                 # caller: close a handed-back number rather than orphan it.
                 self._owner_left(closer, waiter.release)
