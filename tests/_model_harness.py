@@ -227,7 +227,9 @@ class RealFD:
         self.raw_closed = False
         self.detached = False
         # Global for the run: the finalizer and a late close_func warn from
-        # whichever thread runs them.
+        # whichever thread runs them. Collect first, so that FDs other tests
+        # dropped on purpose are finalized (and warn) before the log opens.
+        gc.collect()
         self._warnings_cm = warnings.catch_warnings(record=True)
         log = self._warnings_cm.__enter__()
         assert log is not None
@@ -329,7 +331,9 @@ class RealFD:
                 finalized=stats.finalized,
                 in_flight=len(stats.in_flight_stacks),
             ),
-            resource_warnings=self._count_warnings(ResourceWarning, "unclosed <rcfd.FD"),
+            resource_warnings=self._count_warnings(
+                ResourceWarning, f"unclosed <rcfd.FD OPEN fd={self.rawfd} "
+            ),
             runtime_warnings=self._count_warnings(RuntimeWarning, "rcfd: close_func raised"),
         )
 
