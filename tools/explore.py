@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 def replay(path: Path) -> int:
     import json
 
+    from interleave_test import ReplayDivergence
+
     from tests.interleavings import harness
     from tests.interleavings.scenarios import BY_NAME
 
@@ -125,7 +127,10 @@ def replay(path: Path) -> int:
         print("replay: PASS (the schedule no longer fails)")
         return 0
     print(result.failure.format(max_steps=40))
-    print("replay: FAIL (reproduced)")
+    if isinstance(result.failure.exception, ReplayDivergence):
+        print("replay: DIVERGED (the code or Python version changed since it was recorded)")
+    else:
+        print("replay: FAIL (reproduced)")
     return 1
 
 

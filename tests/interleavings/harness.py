@@ -26,6 +26,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -608,7 +609,11 @@ def _no_gc() -> Iterator[None]:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        # No scenario gives rcfd a reason to warn (its RuntimeWarning reports a
+        # close_func error nobody waits for): a warning is a failed call.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            yield
     finally:
         if enabled:
             gc.enable()
