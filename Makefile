@@ -31,7 +31,9 @@ verify: $(STAMP)
 	$(VPY) tools/verify.py
 
 # Interleavings (issue 3): every schedule with <= 2 preemptions, and 2000 random and
-# 2000 PCT schedules, per scenario. Slow (tens of minutes): verify runs the bound 1.
+# 2000 PCT schedules, per scenario. Slow (a 2-thread scenario is 16k-35k schedules,
+# 1-3 min; a 3-thread one far more): verify runs the bound 1. EXPLORE_ARGS narrows it,
+# e.g. EXPLORE_ARGS="--scenario two_closers/2".
 explore-long: $(STAMP)
 	$(VPY) tools/explore.py --preemptions 2 --random 2000 --pct 2000 $(EXPLORE_ARGS)
 
