@@ -66,8 +66,8 @@ class Result:
     detail: str  # last lines of the killer's output
 
 
-def copy_tree(dest: Path) -> Path:
-    shutil.copytree(ROOT, dest, ignore=IGNORE)
+def copy_tree(dest: Path, source: Path = ROOT) -> Path:
+    shutil.copytree(source, dest, ignore=IGNORE)
     return dest
 
 
@@ -122,11 +122,11 @@ def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def check_catalog(mutants: list[Mutant], scratch: Path) -> None:
+def check_catalog(mutants: list[Mutant], source: Path, scratch: Path) -> None:
     broken = []
     for mutant in mutants:
         tree = scratch / f"apply-{mutant.name}"
-        shutil.copytree(ROOT / "rcfd", tree / "rcfd", ignore=IGNORE)
+        shutil.copytree(source / "rcfd", tree / "rcfd", ignore=IGNORE)
         try:
             apply(mutant, tree)
         except MutantDoesNotApply as exc:
@@ -137,7 +137,7 @@ def check_catalog(mutants: list[Mutant], scratch: Path) -> None:
 
 
 def baseline(checks: list[Check], scratch: Path) -> list[tuple[Check, float]]:
-    tree = copy_tree(scratch / "unmutated")
+    tree = copy_tree(scratch / "unmutated", scratch / "snapshot")
     assert_uses_copy(tree)
     timed = []
     for check in checks:
@@ -153,7 +153,7 @@ def baseline(checks: list[Check], scratch: Path) -> list[tuple[Check, float]]:
 
 
 def run_mutant(mutant: Mutant, checks: list[tuple[Check, float]], scratch: Path) -> Result:
-    tree = copy_tree(scratch / mutant.name)
+    tree = copy_tree(scratch / mutant.name, scratch / "snapshot")
     start = time.monotonic()
     try:
         apply(mutant, tree)
@@ -217,7 +217,10 @@ def main() -> int:
     checks.append(CATALOG_CHECK)
     with tempfile.TemporaryDirectory(prefix="rcfd-mutants-") as tmp:
         scratch = Path(tmp)
-        check_catalog(mutants, scratch)
+        # One snapshot of the checkout for the whole run: others may edit it
+        # meanwhile, and the baseline and every mutant must see the same code.
+        copy_tree(scratch / "snapshot")
+        check_catalog(mutants, scratch / "snapshot", scratch)
         ordered = baseline(checks, scratch)
         if args.catalog_last:
             ordered.sort(key=lambda pair: pair[0] is CATALOG_CHECK)
