@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             path = harness.save_failure(bad, args.save)
             print(f"\n--- {scenario.name}: {bad.label} failed on schedule {bad.schedules}\n")
             print(bad.failure.format(max_steps=40))
+            if bad.failure.kind != "exception" and harness.LAST_WORLD is not None:
+                print(f"\ntimeline up to the {bad.failure.kind}:\n{harness.LAST_WORLD.timeline()}")
             print(f"\nsaved: {path}\nreplay: python tools/explore.py --replay {path}\n")
     elapsed = time.monotonic() - start
     print(
@@ -127,6 +129,8 @@ def replay(path: Path) -> int:
         print("replay: PASS (the schedule no longer fails)")
         return 0
     print(result.failure.format(max_steps=40))
+    if result.failure.kind != "exception" and harness.LAST_WORLD is not None:
+        print(f"\ntimeline up to the {result.failure.kind}:\n{harness.LAST_WORLD.timeline()}")
     if isinstance(result.failure.exception, ReplayDivergence):
         print("replay: DIVERGED (the code or Python version changed since it was recorded)")
     else:

@@ -243,13 +243,17 @@ class World:
 # What the calls returned, per schedule, across one exploration: shows which
 # outcomes (timeouts, refusals, hand-overs) the schedules actually reached.
 OUTCOMES: Counter[str] = Counter()
+# The world of the latest schedule: after a deadlock (whose model never reaches
+# its checks) its log is the timeline up to the point where every thread blocked.
+LAST_WORLD: World | None = None
 
 
 def model_for(scenario: Scenario) -> Callable[[], None]:
     """The zero-argument program interleave-test runs once per schedule."""
 
     def model() -> None:
-        world = World(scenario)
+        global LAST_WORLD
+        world = LAST_WORLD = World(scenario)
         world.names[threading.get_ident()] = "main"
         world.fd = MonitoredFD(world, world.on_closing if scenario.on_closing else None)
         try:
