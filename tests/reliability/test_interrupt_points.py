@@ -241,9 +241,40 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
 }
 
 
+def _delivers_opcode_events() -> bool:
+    """Whether this interpreter sends 'opcode' events to a frame that turns
+    them on from its first 'line' event (3.11 and 3.13 do; 3.12.1 only after
+    a first such frame)."""
+    events: list[str] = []
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        frame.f_trace_opcodes = True
+        events.append(event)
+        return local
+
+    def probe() -> int:
+        x = 1
+        return x + 1
+
+    # Twice: 3.12 starts sending them only once some frame has asked before.
+    for _ in range(2):
+        events.clear()
+        sys.settrace(lambda frame, event, arg: local if frame.f_code is probe.__code__ else None)
+        try:
+            probe()
+        finally:
+            sys.settrace(None)
+    return "opcode" in events
+
+
 @pytest.mark.skipif(sys.gettrace() is not None, reason="needs sys.settrace for itself")
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_an_interrupt_at_any_point_loses_no_borrow_and_no_close(name: str) -> None:
+    if not _delivers_opcode_events():
+        pytest.skip(
+            f"Python {sys.version.split()[0]} sends no opcode trace events to a frame "
+            "that enables them mid-call; test_signals.py's real SIGINTs still run"
+        )
     points, skipped, limits = sweep(SCENARIOS[name])
     assert points > 5  # the sweep really reached into rcfd
     assert limits == (1 if name == "borrow-last-borrow" else 0)
