@@ -621,14 +621,14 @@ class _Replayer:
         fd = self.fd
         closes = [s for s in self.scenario.steps if s.action in ("close", "detach")]
         if fd is not None and self.close_begun and not self.handed_over:
+            timed = any(s.timeout is not None for s in closes)
             if self.close_calls == 0:
-                timed = any(s.timeout is not None for s in closes)
                 self.violate(
                     8 if timed else 4, "a close began but close_func never ran: the close was lost"
                 )
             if fd.state is not self.rcfd.State.CLOSED:
                 self.violate(
-                    7 if self.scenario.close_func == "raises" else 8,
+                    7 if self.scenario.close_func == "raises" else 8 if timed else 4,
                     f"every borrow returned but the FD is {fd.state.name}, not CLOSED",
                 )
         if fd is not None and self.handed_over and fd.state is not self.rcfd.State.CLOSED:

@@ -38,7 +38,7 @@ def render(result: Replay) -> str:
     for row in result.rows:
         step = "end" if row.step > result.steps else str(row.step)
         cells = [step, *[row.cells.get(t, "") for t in threads]]
-        broken = row.cells.get("!", "")
+        broken = "; ".join(dict.fromkeys(row.cells.get("!", "").split("; "))).strip("; ")
         cells += [row.state, row.borrows, row.close_func, broken.replace("guarantee ", "G")]
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
