@@ -15,6 +15,8 @@ import errno
 import os
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -216,3 +218,33 @@ def test_leak_reports_keep_the_frames_after_pytests_last_and_only_those() -> Non
     trimmed = _without_pytest_frames(stats)
     assert trimmed.in_flight_stacks == {3: test_frames, 4: without_pytest}
     assert trimmed.finalized_stacks == ((5, test_frames),)
+
+
+def test_bad_arguments_are_named_with_the_call_that_refused_them() -> None:
+    fd = rcfd.FD(os.eventfd(0))
+    # Typed Any on purpose: these are the wrong types the checks exist for.
+    text: Any = "3"
+    number: Any = 3
+    cases: list[tuple[Callable[[], object], type[Exception], str]] = [
+        (lambda: fd.close(timeout=-1), ValueError, "close: timeout must be >= 0, got -1"),
+        (
+            lambda: fd.close(timeout=text),
+            TypeError,
+            "close: timeout must be a number or None, not str",
+        ),
+        (
+            lambda: asyncio.run(fd.aclose(timeout=-1)),
+            ValueError,
+            "aclose: timeout must be >= 0, got -1",
+        ),
+        (lambda: fd.do(number), TypeError, "do: fn must be callable, not int"),
+        (lambda: rcfd.FD(-1), ValueError, "init: rawfd must be >= 0, got -1"),
+        (lambda: rcfd.FD(text), TypeError, "init: rawfd must be an int, not str"),
+        (lambda: rcfd.FD(3, number), TypeError, "init: close_func must be callable, not int"),
+    ]
+    for call, kind, message in cases:
+        with pytest.raises(kind) as raised:
+            call()
+        assert str(raised.value) == message
+    assert (fd.state, fd.borrow_count) == (rcfd.State.OPEN, 0)
+    fd.close()
