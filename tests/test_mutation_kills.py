@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ import rcfd
 from mutants import CATALOG
 from mutants._harness import WAIT, replay
 from mutants._mutant import Mutant
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.mark.parametrize("mutant", CATALOG, ids=[m.name for m in CATALOG])
@@ -248,3 +251,130 @@ def test_bad_arguments_are_named_with_the_call_that_refused_them() -> None:
         assert str(raised.value) == message
     assert (fd.state, fd.borrow_count) == (rcfd.State.OPEN, 0)
     fd.close()
+
+
+def test_the_leak_report_is_exact_and_ends_with_one_newline() -> None:
+    # The stacks end in "X" or in spaces before their newline, so that a
+    # report that strips other characters than the trailing newlines differs.
+    stats = rcfd.FDStats(
+        initialized=3,
+        closed=1,
+        in_flight_stacks={7: "  open_X  \n", 4: "  open_a\n"},
+        finalized=1,
+        finalized_stacks=((9, "  drop_X\n\n"),),
+    )
+    assert stats.report() == (
+        "rcfd: 2 file descriptor(s) leaked: initialized=3 closed=1 close_failed=0"
+        " detached=0 finalized=1 in_flight=2\n"
+        "\nfd 4 is still open; initialized at:\n  open_a\n\n"
+        "\nfd 7 is still open; initialized at:\n  open_X  \n\n"
+        "\nfd 9 was never closed (the garbage collector closed it); "
+        "initialized at:\n  drop_X\n"
+    )
+    # Trailing spaces of the last stack stay too: only newlines are stripped.
+    stats = rcfd.FDStats(initialized=1, in_flight_stacks={3: "  open_it()  \n"})
+    assert stats.report() == (
+        "rcfd: 1 file descriptor(s) leaked: initialized=1 closed=0 close_failed=0"
+        " detached=0 finalized=0 in_flight=1\n"
+        "\nfd 3 is still open; initialized at:\n  open_it()  \n"
+    )
+
+
+def test_the_init_stack_ends_at_the_caller_of_init() -> None:
+    # fd.init() called directly: the frame that called it is the last one.
+    registry = rcfd.LifetimeRegistry()
+    fd = rcfd.FD(registry=registry)
+    rawfd = os.eventfd(0)
+    fd.init(rawfd)
+    try:
+        stack = registry.fd_stats().in_flight_stacks[rawfd]
+        last = stack.rstrip("\n").split("\n")
+        assert last[-2].endswith(", in test_the_init_stack_ends_at_the_caller_of_init")
+        assert last[-1].strip() == "fd.init(rawfd)"
+        assert "traceback.py" not in stack
+    finally:
+        fd.close()
+
+
+def test_the_init_stack_reads_source_lines_only_for_the_report(tmp_path: Path) -> None:
+    # lookup_lines=False: the source of the init site is read when the stack
+    # is formatted, not at init() (which must stay cheap).
+    import linecache
+
+    source = tmp_path / "opener.py"
+    source.write_text("def open_it(rcfd, os):\n    return rcfd.FD(os.eventfd(0))\n")
+    namespace: dict[str, Any] = {"__name__": "opener"}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    with rcfd.track_lifetimes() as registry:
+        fd = namespace["open_it"](rcfd, os)
+    try:
+        source.write_text("def open_it(rcfd, os):\n    return 'read when reported'\n")
+        linecache.checkcache(str(source))
+        linecache.clearcache()
+        stack = registry.fd_stats().in_flight_stacks[fd.do(lambda rawfd: rawfd)]
+        assert "return 'read when reported'" in stack
+        assert "eventfd" not in stack
+    finally:
+        fd.close()
+
+
+def test_each_release_is_counted_not_just_the_first() -> None:
+    import gc
+    import warnings
+
+    registry = rcfd.LifetimeRegistry()
+
+    def failing_close(rawfd: int) -> None:
+        os.close(rawfd)
+        raise OSError(errno.EIO, "close failed")
+
+    for _ in range(2):
+        with pytest.raises(OSError):
+            rcfd.FD(os.eventfd(0), failing_close, registry=registry).close()
+        os.close(rcfd.FD(os.eventfd(0), registry=registry).detach())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        for _ in range(2):
+            rcfd.FD(os.eventfd(0), registry=registry)  # dropped: finalized
+        gc.collect()
+    stats = registry.fd_stats()
+    assert (stats.initialized, stats.close_failed, stats.detached, stats.finalized) == (6, 2, 2, 2)
+
+
+def test_an_fd_built_with_a_close_func_is_closed_by_it() -> None:
+    calls: list[int] = []
+
+    def close_func(rawfd: int) -> None:
+        calls.append(rawfd)
+        os.close(rawfd)
+
+    fd = rcfd.FD(os.eventfd(0), close_func)
+    rawfd = fd.do(lambda n: n)
+    fd.close()
+    assert calls == [rawfd]
+
+
+def test_the_plugin_reads_its_ini_option_as_a_bool(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        "import os, rcfd\nkept = []\ndef test_leaks():\n    kept.append(rcfd.FD(os.eventfd(0)))\n"
+    )
+    pytester.makeini("[pytest]\nrcfd_fd_leaks = false\n")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_the_plugin_registers_its_marker_and_ini_option_with_their_help(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("import pytest\n@pytest.mark.fd_leaks\ndef test_marked():\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--strict-markers")
+    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--markers")
+    assert (
+        "@pytest.mark.fd_leaks(enabled=True): rcfd: fail the test if an rcfd.FD initialized "
+        "during it is left unclosed; fd_leaks(False) opts out of the rcfd_fd_leaks ini option"
+    ) in " ".join(" ".join(result.stdout.lines).split())
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--help")
+    assert (
+        "rcfd_fd_leaks (bool): rcfd: fail every test that leaves an rcfd.FD unclosed "
+        "(as the fd_leaks fixture does)"
+    ) in " ".join(" ".join(result.stdout.lines).split())
