@@ -388,7 +388,7 @@ class _Replayer:
         self.workers = {name: _Worker(self, name) for name in names}
         if any(s.pause for s in scenario.steps):
             # FD has __slots__ and no setter: object.__setattr__ is the honest way in.
-            object.__setattr__(self.fd, "_lock", _PausingLock(self, self.fd._lock))
+            object.__setattr__(self.fd, "_lock", _PausingLock(self, self.fd._guard()))
 
     # -- bookkeeping (any thread) ----------------------------------------
 

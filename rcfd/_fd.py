@@ -1,20 +1,23 @@
 """FD: one raw file descriptor shared between threads, closed exactly once.
 
-The rules live in rcfd._lifecycle.step; this module applies them under a
-per-FD lock and does what the outcome says. The lock is only ever held for
-a few field updates, never across a caller's fn, close_func or on_closing,
-so no user code can deadlock against it.
+The rules live in rcfd._lifecycle.step; this module applies them and does
+what the outcome says. A borrow takes no lock: its entry is one append to
+`_holders`, an array that close() *freezes* (a memoryview export makes any
+resize fail atomically with BufferError), so "still OPEN? then count me" is a
+single step no other thread can split. The lock orders the transitions only,
+and is never held across a caller's fn, close_func or on_closing.
 
-Invariants (all written under `_lock`, except as noted):
-  len(_holders) == the number of running borrows (nested ones count twice);
-    a borrow appends its thread's ident under the lock (BORROW must be
-    atomic with the state check) but its release removes it without the
-    lock (list.remove is atomic), so that a release in OPEN costs no lock;
-  _closer is None  <=>  _state in (UNINIT, OPEN);
-  close_func is called by exactly one thread: the one whose step returned
-  RUN_CLOSE (the release that took the count to zero in CLOSING). A release
-  that finds the state past OPEN decides that under the lock, and the first
-  to find the count at zero claims the closer (_Closer.claimed).
+Invariants:
+  _holders is frozen  <=>  _state is not OPEN (UNINIT uses the shared frozen
+    _NO_BORROWS; CLOSING and CLOSED keep their closer's freeze forever);
+  running borrows == len(_holders) - len(_closer.released): in OPEN a release
+    removes its entry (one atomic remove, no lock); once frozen it appends a
+    tombstone to _closer.released instead (one atomic +=, no lock);
+  _closer is not None  <=>  _state is CLOSING or CLOSED, except inside the
+    locked section that begins a close (set before the freeze, so a release
+    that meets the freeze always finds it);
+  close_func is called by exactly one thread: the one whose release found
+  the count at zero in CLOSING first, under the lock (_Closer.claimed).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import os
 import threading
 import warnings
+from array import array
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, TypeVar
@@ -36,7 +40,7 @@ from rcfd._errors import (
     MultipleInitError,
     UninitializedFDError,
 )
-from rcfd._lifecycle import REFUSALS, Event, Outcome, State, step
+from rcfd._lifecycle import REFUSALS, Event, Outcome, State, Transition, step
 from rcfd._registry import LifetimeRegistry, Release, current_registry
 
 if TYPE_CHECKING:
@@ -48,6 +52,12 @@ _OPEN = State.OPEN
 _get_ident = threading.get_ident
 _new_borrow = object.__new__
 
+# The holders of every UNINIT FD: empty and frozen for good, so that a borrow
+# of an FD that init() has not opened fails in its one append. init() gives the
+# FD an array of its own as its last step.
+_NO_BORROWS = array("L")
+_NO_BORROWS_FREEZE = memoryview(_NO_BORROWS)
+
 
 class _Closer:
     """What one close (or detach) of one FD needs; exists from CLOSING on.
@@ -56,6 +66,8 @@ class _Closer:
     """
 
     __slots__ = (
+        "freeze",
+        "released",
         "detach",
         "owner_waiting",
         "handed_over",
@@ -70,6 +82,11 @@ class _Closer:
     )
 
     def __init__(self, detach: bool, owner_waker: Callable[[], None]) -> None:
+        # The export that freezes the FD's holders, once made; kept for good: a
+        # borrow that read the holders before the close must never find them
+        # unfrozen again. A list, so that one C call can make and store it.
+        self.freeze: list[memoryview] = []
+        self.released: list[int] = []  # one tombstone (thread ident) per frozen-time release
         self.detach = detach  # the owner wants the number back, not closed
         self.owner_waiting = True  # the caller that began the close still waits
         self.handed_over = False  # a detach finished: the number is the owner's
@@ -114,17 +131,25 @@ class FD:
     ) -> None:
         """FD() is UNINIT (call track_lifetime, then init); FD(rawfd, ...) is OPEN."""
         self._state = State.UNINIT  # first: __del__ must see a state even if we raise
-        self._lock = threading.Lock()  # guards _state, _holders, _closer, _registry
-        self._holders: list[int] = []  # one thread ident per running borrow
+        # Orders the transitions (never a borrow or a release in OPEN). Made at
+        # the first transition after construction (_guard): an FD that is only
+        # borrowed carries none, which keeps an open FD small.
+        self._lock: threading.Lock | None = None
+        # One thread ident per borrow taken (array "L": a thread ident is an
+        # unsigned long); frozen from CLOSING on, see the module docstring.
+        self._holders = _NO_BORROWS
         self._rawfd = -1  # valid iff _state is OPEN or CLOSING
         self._close_func: Callable[[int], object] = os.close
         self._on_closing: Callable[[int], object] | None = None
         self._registry: LifetimeRegistry | None = None  # set before init, read at release
         self._closer: _Closer | None = None
+        # No other thread can see this FD yet: the transitions need no lock.
         if registry is not None:
-            self.track_lifetime(registry)
+            _check_registry(registry)
+            self._track(registry)
         if rawfd is not None:
-            self.init(rawfd, close_func, on_closing=on_closing)
+            _check_init(rawfd, close_func, on_closing)
+            self._init(rawfd, close_func, on_closing)
         elif on_closing is not None:
             raise TypeError("FD(): on_closing needs a rawfd; pass it to init() instead")
 
@@ -138,32 +163,15 @@ class FD:
         on_closing: Callable[[int], object] | None = None,
     ) -> None:
         """UNINIT -> OPEN. Arms the finalizer; reports to the registry."""
-        _check_rawfd(rawfd)
-        _check_callable("init", "close_func", close_func)
-        if on_closing is not None:
-            _check_callable("init", "on_closing", on_closing)
-        with self._lock:
-            self._apply(Event.INIT)
-            registry = self._registry
-            if registry is None:
-                registry = self._registry = current_registry.get()
-            self._rawfd = rawfd
-            self._close_func = close_func
-            self._on_closing = on_closing
-            if registry is not None:
-                registry._record_init(id(self), rawfd)
-            self._state = _OPEN
+        _check_init(rawfd, close_func, on_closing)
+        with self._guard():
+            self._init(rawfd, close_func, on_closing)
 
     def track_lifetime(self, registry: LifetimeRegistry) -> None:
         """Report this FD's init and release to `registry`. Only before init()."""
-        if not isinstance(registry, LifetimeRegistry):
-            raise TypeError(
-                "track_lifetime: registry must be a LifetimeRegistry, "
-                f"not {type(registry).__name__}"
-            )
-        with self._lock:
-            self._apply(Event.TRACK)
-            self._registry = registry
+        _check_registry(registry)
+        with self._guard():
+            self._track(registry)
 
     def do(self, fn: Callable[[int], T], /) -> T:
         """Call fn(rawfd) under a borrow and return what it returns.
@@ -172,21 +180,20 @@ class FD:
         """
         tid = _get_ident()
         holders = self._holders
-        borrowed = False
         try:
-            # `with`, not acquire()/release(), although it costs ~120 ns more:
-            # after acquire() returns, the interpreter may run a signal handler
-            # that raises (leaving the lock held forever) or hand the GIL to
-            # another thread while we hold the lock (a convoy: every borrower
-            # then blocks on it). `with` does neither between acquiring and
-            # the first line below, and nothing in here is a call.
-            with self._lock:
-                # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
-                if self._state is not _OPEN:
-                    _check_callable("do", "fn", fn)  # a bad fn is reported first
-                    raise self._refusal(Event.BORROW)
-                holders += (tid,)  # not append(): no call in here (see above)
-                borrowed = True
+            # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); every other state
+            # refuses, and has frozen the holders: this append is the whole
+            # check-and-count, one atomic step.
+            holders.append(tid)
+        except BufferError:
+            _check_callable("do", "fn", fn)  # a bad fn is reported first
+            raise self._refused(holders) from None
+        except BaseException:
+            # (Signals rule) An interrupt as append returned: the borrow is
+            # counted, and this handler is its record. Give it back.
+            self._release(tid)
+            raise
+        try:
             return fn(self._rawfd)
         except TypeError:
             # fn is checked only if calling it failed: callable() on every
@@ -195,19 +202,20 @@ class FD:
             _check_callable("do", "fn", fn)
             raise
         finally:
-            if borrowed:
-                # step(s, n, c, RELEASE) == (s, n - 1, OK) in OPEN: no lock needed.
+            try:
+                # step(s, n, c, RELEASE) == (s, n - 1, OK) in OPEN: no lock.
+                holders.remove(tid)
+            except BufferError:
+                # Frozen: close began. Count the release with a tombstone (no
+                # call before it), then maybe RUN_CLOSE, decided under the lock.
+                closer = self._closer
+                assert closer is not None  # set before the freeze
+                closer.released += (tid,)
                 try:
-                    holders.remove(tid)
-                finally:
-                    if self._state is not _OPEN:
-                        # maybe RUN_CLOSE: decided under the lock. (Signals rule)
-                        # an interrupt in it is retried once: it resumes.
-                        try:
-                            self._release_closing()
-                        except BaseException:
-                            self._release_closing()
-                            raise
+                    self._release_closing()
+                except BaseException:  # (Signals rule) resume once after an interrupt
+                    self._release_closing()
+                    raise
 
     def borrow(self) -> Borrow:
         """`with fd.borrow() as rawfd:` is `fd.do(fn)` as a context manager."""
@@ -297,11 +305,11 @@ class FD:
     @property
     def borrow_count(self) -> int:
         """The number of running borrows, nested ones counted each time."""
-        return len(self._holders)
+        return self._counts(0)[0]
 
     def __repr__(self) -> str:
-        with self._lock:
-            state, rawfd, borrows = self._state, self._rawfd, len(self._holders)
+        # A snapshot without the lock: repr must not give an open FD a lock.
+        state, rawfd, borrows = self._state, self._rawfd, self.borrow_count
         if state is State.UNINIT:
             return "<rcfd.FD UNINIT>"
         return f"<rcfd.FD {state.name} fd={rawfd} borrows={borrows}>"
@@ -327,7 +335,7 @@ class FD:
         # Unreachable, so no borrow can be running (a borrow holds a reference)
         # and no other thread can touch this FD: no lock needed. Globals are
         # bound as defaults because this may run during interpreter shutdown.
-        transition = step(self._state, len(self._holders), 0, _finalize)
+        transition = step(self._state, self._counts(0)[0], 0, _finalize)
         if transition.outcome is not Outcome.RUN_CLOSE:
             return
         _warn(f"unclosed {self!r}", ResourceWarning, source=self)
@@ -341,18 +349,68 @@ class FD:
 
     # -- internals -------------------------------------------------------
 
-    def _apply(self, event: Event) -> Outcome:
-        """step() for the calling thread; commit the state or raise. Needs _lock."""
+    def _guard(self) -> threading.Lock:
+        """This FD's lock, made at its first use. The lock orders transitions
+        only; an FD that is only ever borrowed needs none."""
+        lock = self._lock
+        if lock is None:
+            new = threading.Lock()
+            # One line, no call: two threads that both found None (under the
+            # GIL) still agree on one lock.
+            lock = self._lock = new if self._lock is None else self._lock
+        return lock
+
+    def _counts(self, tid: int) -> tuple[int, int]:
+        """(running borrows, those of thread `tid`), as step() takes them.
+        Exact under the lock; a snapshot without it."""
         holders = self._holders
-        transition = step(self._state, len(holders), holders.count(_get_ident()), event)
+        closer = self._closer
+        if closer is None:
+            return len(holders), holders.count(tid)
+        released = closer.released
+        return len(holders) - len(released), holders.count(tid) - released.count(tid)
+
+    def _step(self, event: Event) -> Transition:
+        """step() for the calling thread; raises if it refuses. Needs the lock."""
+        n, mine = self._counts(_get_ident())
+        transition = step(self._state, n, mine, event)
         if transition.outcome in REFUSALS:
             raise self._error(transition.outcome, event)
-        self._state = transition.state
-        return transition.outcome
+        return transition
 
-    def _refusal(self, event: Event) -> FDError:
-        """The error for a borrow refused in the current state. Needs _lock."""
-        return self._error(step(self._state, 0, 0, event).outcome, event)
+    def _init(
+        self,
+        rawfd: int,
+        close_func: Callable[[int], object],
+        on_closing: Callable[[int], object] | None,
+    ) -> None:
+        """INIT, arguments already checked. Needs the lock (or an unshared FD)."""
+        opened = self._step(Event.INIT).state
+        holders = array("L")  # made before any effect: no call between them
+        registry = self._registry
+        if registry is None:
+            registry = self._registry = current_registry.get()
+        if registry is not None:
+            registry._record_init(id(self), rawfd)
+        self._rawfd = rawfd
+        self._close_func = close_func
+        self._on_closing = on_closing
+        self._state = opened
+        self._holders = holders  # last: from here on borrows succeed
+
+    def _track(self, registry: LifetimeRegistry) -> None:
+        """TRACK, argument already checked. Needs the lock (or an unshared FD)."""
+        self._step(Event.TRACK)
+        self._registry = registry
+
+    def _refused(self, holders: array[int]) -> FDError:
+        """The error for a borrow whose append met frozen `holders`."""
+        if holders is _NO_BORROWS:
+            return UninitializedFDError(Event.BORROW)
+        # CLOSING or CLOSED: the lock waits out a close that froze the holders
+        # but has not yet written its state.
+        with self._guard():
+            return self._error(step(self._state, 0, 0, Event.BORROW).outcome, Event.BORROW)
 
     def _error(self, outcome: Outcome, event: Event) -> FDError:
         state = self._state
@@ -365,22 +423,28 @@ class FD:
         return CloseInsideBorrowError(event, state)
 
     def _release(self, tid: int) -> None:
-        """End one borrow of thread `tid`; run close_func if it was the last in CLOSING."""
+        """End one borrow of thread `tid`; run close_func if it was the last in CLOSING.
+
+        (FD.do and Borrow.__exit__ have this inline: a call would add a point
+        where an interrupt leaves the borrow counted, before the first line.)
+        """
         try:
-            self._holders.remove(tid)  # atomic: RELEASE in OPEN needs no lock
-        finally:
-            if self._state is not _OPEN:
-                try:
-                    self._release_closing()
-                except BaseException:  # (Signals rule) resume once after an interrupt
-                    self._release_closing()
-                    raise
+            self._holders.remove(tid)  # OPEN: atomic, no lock
+        except BufferError:
+            closer = self._closer  # frozen: close began (see FD.do)
+            assert closer is not None
+            closer.released += (tid,)
+            try:
+                self._release_closing()
+            except BaseException:  # (Signals rule) resume once after an interrupt
+                self._release_closing()
+                raise
 
     def _release_closing(self) -> None:
-        """A borrow ended after close began (its entry is already removed).
+        """A borrow ended after close began (its tombstone is already written).
 
         step(CLOSING, 1, c, RELEASE) is RUN_CLOSE: the release that leaves no
-        borrow runs close_func. Releases remove their entries without the
+        borrow runs close_func. Releases write their tombstones without the
         lock, so two of them may both see zero here; the first claims the
         close and the others do nothing.
 
@@ -389,9 +453,9 @@ class FD:
         that thread claimed, without calling close_func a second time.
         """
         me = _get_ident()
-        with self._lock:
+        with self._guard():
             closer = self._closer
-            if closer is None or self._holders:
+            if closer is None or self._counts(me)[0]:
                 return
             if closer.claimed and closer.runner != me:
                 return  # another thread runs it
@@ -437,17 +501,32 @@ class FD:
         owner). The owner holds a borrow until on_closing has returned.
         """
         tid = _get_ident()
-        # (Signals rule) Made before the state can say CLOSING: an interrupt in
-        # its construction changes nothing, and CLOSING always has a closer.
+        # (Signals rule) All the close needs is made before its first effect,
+        # so that the effects run with no call between them.
         new = _Closer(event is Event.DETACH, waker)
+        mine = array("L", (tid,))  # the owner's borrow
+        lock = self._guard()
+        closer = new
         owner = False
         try:
             try:
-                with self._lock:
-                    if self._apply(event) is Outcome.BEGIN_CLOSE:
-                        closer = self._closer = new
-                        self._holders += (tid,)  # no call, so no interrupt, before `owner`
-                        owner = True
+                with lock:
+                    transition = self._step(event)
+                    if transition.outcome is Outcome.BEGIN_CLOSE:
+                        holders = self._holders
+                        holders += mine  # the owner's borrow, and (no call between)
+                        owner = True  # its record
+                        self._closer = new  # before the freeze: a release that meets it finds it
+                        try:
+                            # The freeze: from here on every borrow is refused.
+                            # extend(map()) makes the view and stores it in one C
+                            # call: no check point between the effect and its record.
+                            new.freeze.extend(map(memoryview, (holders,)))
+                        finally:
+                            if new.freeze:
+                                self._state = transition.state  # CLOSING, even if interrupted
+                            else:
+                                self._closer = None  # nothing frozen: still OPEN
                     else:  # WAIT: another thread began the close
                         waiting = self._closer
                         assert waiting is not None
@@ -464,7 +543,7 @@ class FD:
                     # that may run close_func, so that close is not handed a number
                     # nobody takes (detach), a waker is not called for nobody, and
                     # a close_func error is warned, not lost.
-                    with self._lock:
+                    with lock:
                         closer.owner_waiting = False
                         with contextlib.suppress(ValueError):
                             closer.wakers.remove(waker)
@@ -474,8 +553,9 @@ class FD:
                     # _release(tid), inline: an interrupt as a call begins must not
                     # leave the owner's borrow behind.
                     try:
-                        self._holders.remove(tid)
-                    finally:
+                        self._holders.remove(tid)  # only if the freeze was interrupted
+                    except BufferError:
+                        closer.released += (tid,)
                         try:
                             self._release_closing()
                         except BaseException:  # (Signals rule) resume once
@@ -493,7 +573,7 @@ class FD:
     def _owner_left(self, closer: _Closer, waker: Callable[[], None]) -> None:
         """The caller that began the close leaves by an exception: unregister
         it, and close a number a detach already handed to it."""
-        with self._lock:
+        with self._guard():
             closer.owner_waiting = False
             with contextlib.suppress(ValueError):
                 closer.wakers.remove(waker)
@@ -513,7 +593,7 @@ class FD:
         closer = self._closer
         assert closer is not None
         if closer.how is None:
-            with self._lock:
+            with self._guard():
                 # A detach decides and finishes in one locked step: an owner that
                 # gives up sees either the number handed over (and closes it) or
                 # not yet decided (and then this thread closes it); never orphaned.
@@ -528,7 +608,7 @@ class FD:
                 closer.error = exc
                 closer.how = "close_failed"
         if not closer.done:
-            with self._lock:
+            with self._guard():
                 if not closer.done:
                     self._finish(closer)
         while closer.woken < len(closer.to_wake):
@@ -550,7 +630,7 @@ class FD:
 
     def _finish(self, closer: _Closer) -> None:
         """FINISH: enter CLOSED, move the wakers to closer.to_wake (called after
-        the lock is released), record the release as closer.how. Needs _lock.
+        the lock is released), record the release as closer.how. Needs the lock.
 
         The registry comes last: an interrupt in it leaves the FD CLOSED and its
         waiters woken, at worst one release uncounted, never one counted twice.
@@ -572,25 +652,21 @@ class FD:
         not for close_func). Otherwise unregisters, leaves the close to the
         last borrow, and returns False so that `exc` propagates.
         """
-        with self._lock:
+        with self._guard():
             if closer.done:
-                hand_over = closer.handed_over
-                still_running = False
+                if isinstance(exc, TimeoutError):
+                    return True
             else:
-                hand_over = False
-                still_running = not self._holders
+                still_running = not self._counts(0)[0]
                 if still_running and isinstance(exc, TimeoutError):
                     return True
                 if waker in closer.wakers:
                     closer.wakers.remove(waker)
                 if owner:
                     closer.owner_waiting = False
-        if closer.done and isinstance(exc, TimeoutError):
-            return True
-        if owner and hand_over:
-            # The number was handed to us but we leave by exception: close it
-            # rather than orphan it.
-            self._close_func(self._rawfd)
+        if owner:
+            # A number a detach already handed to us is closed, not orphaned.
+            self._owner_left(closer, waker)
         return False
 
     def _outcome(self, closer: _Closer, owner: bool, event: Event) -> int:
@@ -615,17 +691,12 @@ class Borrow:
         fd = self._fd
         tid = self._tid = _get_ident()
         holders = fd._holders
-        borrowed = False
         try:
-            with fd._lock:  # `with`, not acquire(): see FD.do
-                # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); any other state refuses.
-                if fd._state is not _OPEN:
-                    raise fd._refusal(Event.BORROW)
-                holders += (tid,)  # no call, so no signal handler, under the lock
-                borrowed = True
-        except BaseException:
-            if borrowed:  # interrupted on the way out: no __exit__ will come
-                fd._release(tid)
+            holders.append(tid)  # check-and-count in one step, as in FD.do
+        except BufferError:
+            raise fd._refused(holders) from None
+        except BaseException:  # (Signals rule) interrupted as append returned:
+            fd._release(tid)  # no __exit__ will come
             raise
         return fd._rawfd
 
@@ -636,16 +707,19 @@ class Borrow:
         tb: TracebackType | None,
     ) -> None:
         fd = self._fd
+        tid = self._tid
         # step(s, n, c, RELEASE), inline as in FD.do: no lock in OPEN.
         try:
-            fd._holders.remove(self._tid)
-        finally:
-            if fd._state is not _OPEN:
-                try:
-                    fd._release_closing()
-                except BaseException:  # (Signals rule) resume once after an interrupt
-                    fd._release_closing()
-                    raise
+            fd._holders.remove(tid)
+        except BufferError:
+            closer = fd._closer
+            assert closer is not None
+            closer.released += (tid,)
+            try:
+                fd._release_closing()
+            except BaseException:  # (Signals rule) resume once after an interrupt
+                fd._release_closing()
+                raise
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -653,11 +727,21 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _check_rawfd(rawfd: object) -> None:
+def _check_init(rawfd: object, close_func: object, on_closing: object) -> None:
     if isinstance(rawfd, bool) or not isinstance(rawfd, int):
         raise TypeError(f"init: rawfd must be an int, not {type(rawfd).__name__}")
     if rawfd < 0:
         raise ValueError(f"init: rawfd must be >= 0, got {rawfd}")
+    _check_callable("init", "close_func", close_func)
+    if on_closing is not None:
+        _check_callable("init", "on_closing", on_closing)
+
+
+def _check_registry(registry: object) -> None:
+    if not isinstance(registry, LifetimeRegistry):
+        raise TypeError(
+            f"track_lifetime: registry must be a LifetimeRegistry, not {type(registry).__name__}"
+        )
 
 
 def _check_callable(call: str, name: str, value: object) -> None:

@@ -7,7 +7,8 @@ borrows counted for threads that do not exist there (a close() in the child
 would wait for them forever). The at-fork hook below repairs both, in the
 child only, right after the fork (specs/rcfd.md, "Fork"):
 
-  * every FD gets a fresh, unlocked lock, and every LifetimeRegistry too;
+  * every FD drops its lock (the next transition makes a fresh one), and
+    every LifetimeRegistry gets a fresh lock;
   * borrows held by threads other than the forking one are dropped: in the
     child those borrows will never end, and their numbers are not in use;
   * an FD that was CLOSING is finished as the close would have been: if no
@@ -31,6 +32,8 @@ from __future__ import annotations
 import gc
 import os
 import threading
+from array import array
+from collections import Counter
 
 _installed = False
 
@@ -54,11 +57,8 @@ def _after_fork_in_child() -> None:
     closing: list[FD] = []
     for obj in gc.get_objects():
         if isinstance(obj, FD):
-            obj._lock = threading.Lock()
-            holders = obj._holders
-            if holders:
-                # In place: a borrow running in this thread holds this very list.
-                holders[:] = [tid for tid in holders if tid == me]
+            obj._lock = None
+            _drop_vanished_borrows(obj, me)
             if obj._state is State.CLOSING:
                 closing.append(obj)
         elif isinstance(obj, LifetimeRegistry):
@@ -66,6 +66,27 @@ def _after_fork_in_child() -> None:
     # Locks are all fresh before any close runs (close_func may use other FDs).
     for fd in closing:
         _finish_inherited_close(fd)
+
+
+def _drop_vanished_borrows(fd: object, me: int) -> None:
+    """Forget the borrows of every thread but `me` (they do not exist here)."""
+    from rcfd._fd import FD
+
+    assert isinstance(fd, FD)
+    holders = fd._holders
+    closer = fd._closer
+    if closer is None or not closer.freeze:
+        # OPEN (or UNINIT, whose shared holders are empty): remove in place, as
+        # a borrow running in this thread holds this very array.
+        if any(tid != me for tid in holders):
+            holders[:] = array("L", [tid for tid in holders if tid == me])
+        return
+    # Frozen: a release is a tombstone, so drop the others' borrows that way.
+    running = Counter(holders)
+    running.subtract(closer.released)
+    for tid, count in running.items():
+        if tid != me and count > 0:
+            closer.released += [tid] * count
 
 
 def _finish_inherited_close(fd: object) -> None:
@@ -79,7 +100,7 @@ def _finish_inherited_close(fd: object) -> None:
     # close() cannot be the one that forks): nobody takes a detached number,
     # and nobody receives close_func's error.
     closer.owner_waiting = False
-    if fd._holders:
+    if fd.borrow_count:
         return  # the forking thread's own borrow; its release closes the FD
     # Whoever claimed the close is gone (or nobody had): this thread finishes
     # it. _run_close calls close_func only if it had not been called (closer.how

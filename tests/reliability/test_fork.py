@@ -4,7 +4,7 @@ have. Descriptors: eventfds and pipes. Every wait on the child is bounded:
 the child arms SIGALRM (a hang kills it) and the parent polls waitpid with a
 deadline, then kills it.
 
-The lock held "at the fork" is taken directly (fd._lock.acquire() in a helper
+The lock held "at the fork" is taken directly (fd._guard().acquire() in a helper
 thread): that is the state a thread preempted inside one of the FD's short
 locked sections leaves, made deterministic.
 """
@@ -61,7 +61,7 @@ def in_child(check: Callable[[], None]) -> None:
 
 
 class LockHolder:
-    """A thread holding fd._lock until stop()."""
+    """A thread holding an FD's (or a registry's) lock until stop()."""
 
     def __init__(self, lock: threading.Lock) -> None:
         self.lock = lock
@@ -92,7 +92,7 @@ def open_fd(kind: str = "eventfd") -> tuple[rcfd.FD, CountingClose]:
 def test_child_can_use_and_close_an_fd_borrowed_and_locked_by_parent_threads(kind: str) -> None:
     fd, closer = open_fd(kind)
     held = HeldBorrow(fd)  # a borrow of another thread: absent in the child
-    holder = LockHolder(fd._lock)  # the lock, held by another thread at the fork
+    holder = LockHolder(fd._guard())  # the lock, held by another thread at the fork
 
     def child() -> None:
         assert fd.borrow_count == 0  # the other thread's borrow is not the child's
