@@ -1,0 +1,153 @@
+"""An interrupt that lands right after one of the FD's single-call steps.
+
+The borrow entry (`holders.append(tid)`) and the freeze that begins a close
+(`freeze.extend(map(memoryview, ...))`) are each one C call, and each is the
+last call of its `try` block. CPython checks for signals at the end of a call,
+so a KeyboardInterrupt can land after the step took effect but before the
+next line: the handler that covers the call must then treat the step as done.
+test_interrupt_points.py cannot raise at exactly that point (its trace
+function raises at the next instruction, which a different handler covers),
+so these tests make the step itself raise after taking effect: the holders
+are an array whose append appends and then raises, and the freeze's map is
+an iterator that yields the view and then raises. specs/rcfd.md, "Signals".
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Self
+
+import pytest
+
+import rcfd
+from rcfd import _fd
+from tests.support import WAIT, CountingClose, HeldBorrow, open_fd, wait_until
+
+
+class Injected(KeyboardInterrupt):
+    """The interrupt, as CPython would raise it from a SIGINT handler."""
+
+
+if TYPE_CHECKING:
+    IntArray = array[int]
+else:
+    IntArray = array  # array[int] is subscriptable at run time only from 3.12
+
+
+class AppendThenInterrupt(IntArray):
+    """Holders whose next append takes effect, then raises Injected."""
+
+    armed = True
+
+    def __new__(cls, source: array[int]) -> Self:
+        return super().__new__(cls, "L", source)
+
+    def append(self, tid: int, /) -> None:
+        super().append(tid)
+        if self.armed:
+            self.armed = False
+            raise Injected
+
+
+def interrupting_holders(fd: rcfd.FD) -> AppendThenInterrupt:
+    holders = AppendThenInterrupt(fd._holders)
+    fd._holders = holders  # OPEN and unshared: nothing to carry over but the entries
+    return holders
+
+
+def test_do_interrupted_as_the_borrow_is_counted_gives_it_back() -> None:
+    fd, closer = open_fd()
+    interrupting_holders(fd)
+    calls: list[int] = []
+    with pytest.raises(Injected):
+        fd.do(calls.append)
+    assert calls == [], "fn ran although the borrow was interrupted"
+    assert fd.borrow_count == 0, "the interrupted borrow stayed counted"
+    fd.close(timeout=WAIT)  # would time out if the count were left at 1
+    assert closer.calls and fd.state is rcfd.State.CLOSED
+
+
+def test_with_borrow_interrupted_as_the_borrow_is_counted_gives_it_back() -> None:
+    fd, closer = open_fd()
+    interrupting_holders(fd)
+    with pytest.raises(Injected), fd.borrow():
+        pytest.fail("the block ran although the borrow was interrupted")
+    assert fd.borrow_count == 0, "the interrupted borrow stayed counted"
+    fd.close(timeout=WAIT)
+    assert closer.calls and fd.state is rcfd.State.CLOSED
+
+
+class FreezeThenInterrupt:
+    """Stands in for `map` in rcfd._fd: yields what map would, then raises
+    Injected, as if the interrupt landed when extend() returned."""
+
+    def __init__(self, func: Callable[[array[int]], object], items: Iterable[array[int]]) -> None:
+        self.items = [func(item) for item in items]
+
+    def __iter__(self) -> Iterator[object]:
+        yield from self.items
+        raise Injected
+
+
+class InterruptBeforeFreeze:
+    """Stands in for `map`: raises before the view exists."""
+
+    def __init__(self, func: object, items: object) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[object]:
+        raise Injected
+        yield  # pragma: no cover (makes this a generator)
+
+
+def test_close_interrupted_after_the_freeze_still_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    fd, closer = open_fd()
+    held = HeldBorrow(fd)
+    monkeypatch.setattr(_fd, "map", FreezeThenInterrupt, raising=False)
+    with pytest.raises(Injected):
+        fd.close()
+    monkeypatch.undo()
+    # The close began: borrows are refused at once, and it completes when the
+    # running borrow returns (an interrupted close behaves as a timed-out one).
+    assert fd.state is rcfd.State.CLOSING
+    with pytest.raises(rcfd.ClosedFDError):
+        fd.do(os.fstat)
+    assert closer.calls == []
+    held.end()
+    assert closer.finished.wait(WAIT), "the interrupted close never happened"
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+
+def test_close_interrupted_before_the_freeze_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fd, closer = open_fd()
+    monkeypatch.setattr(_fd, "map", InterruptBeforeFreeze, raising=False)
+    with pytest.raises(Injected):
+        fd.close()
+    monkeypatch.undo()
+    assert fd.state is rcfd.State.OPEN and fd.borrow_count == 0
+    assert fd.do(lambda rawfd: rawfd) >= 0  # borrows are still accepted
+    fd.close(timeout=WAIT)
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+
+def test_borrow_refused_while_a_close_freezes_reports_the_closing_state() -> None:
+    # A borrow whose append meets the freeze reads the state under the lock,
+    # after the close has written it: never "OPEN", never a wrong error.
+    fd, closer = open_fd()
+    held = HeldBorrow(fd)
+    closing = threading.Thread(target=fd.close)
+    closing.start()
+    try:
+        wait_until(lambda: fd.state is rcfd.State.CLOSING, "close() to begin")
+        with pytest.raises(rcfd.ClosedFDError) as refused:
+            fd.do(os.fstat)
+        assert "CLOSING" in str(refused.value), str(refused.value)
+    finally:
+        held.end()
+        closing.join(WAIT)
+    assert isinstance(closer, CountingClose) and len(closer.calls) == 1
