@@ -26,7 +26,7 @@ from time import perf_counter, perf_counter_ns
 from typing import Protocol
 
 import rcfd
-from bench.naive import Floor, NaiveClosedError, NaiveFD
+from bench.naive import EmptyContext, Floor, NaiveClosedError, NaiveFD
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -117,6 +117,14 @@ def _loop_borrow(fd: rcfd.FD, fn: Callable[[int], int], n: int) -> int:
     return perf_counter_ns() - t0
 
 
+def _loop_empty_with(cm: EmptyContext, fn: Callable[[int], int], n: int) -> int:
+    t0 = perf_counter_ns()
+    for _ in range(n):
+        with cm as rawfd:
+            fn(rawfd)
+    return perf_counter_ns() - t0
+
+
 def uncontended(
     rawfd: int, rounds: int = 41, n: int = 2_000, bursts: int = 5
 ) -> dict[str, list[float]]:
@@ -129,12 +137,14 @@ def uncontended(
     fd = rcfd.FD(rawfd, _noop_close)
     floor = Floor(rawfd)
     naive = NaiveFD(rawfd, _noop_close)
+    empty_cm = EmptyContext(rawfd)
     candidates: dict[str, Callable[[], int]] = {
         "bare": lambda: _loop_bare(_fn, rawfd, n),
         "floor": lambda: _loop_floor(floor, _fn, n),
         "naive": lambda: _loop_naive(naive, _fn, n),
         "do": lambda: _loop_do(fd, _fn, n),
         "borrow": lambda: _loop_borrow(fd, _fn, n),
+        "empty_with": lambda: _loop_empty_with(empty_cm, _fn, n),
     }
     names = list(candidates)
     out: dict[str, list[float]] = {name: [] for name in names}
@@ -284,6 +294,13 @@ def close_under_load(trials: int = 60) -> dict[str, dict[str, list[float]]]:
 # -- 4. memory ---------------------------------------------------------------
 
 
+def _locked(fd: rcfd.FD) -> rcfd.FD:
+    """The FD with its lock made, as after a transition that needed it (the
+    lock is made lazily: an FD that is only borrowed has none)."""
+    fd._guard()
+    return fd
+
+
 def bytes_per_fd(make: Callable[[], Closable], n: int = 100_000) -> float:
     """tracemalloc bytes per live object, `n` of them alive at once."""
     keep: list[Closable | None] = [None] * n  # allocated before the baseline
@@ -373,6 +390,8 @@ def build_rows(raw: dict[str, object]) -> list[Row]:
     do_floor = _paired(u["do"], u["floor"])
     naive_do = _paired(u["naive"], u["do"])
     borrow_do = _paired(u["borrow"], u["do"])
+    with_ns = _median(u["empty_with"])
+    with_do = _paired(u["empty_with"], u["do"])
     rows.append(
         Row(
             "1. fd.do(fn), ns/call",
@@ -397,7 +416,7 @@ def build_rows(raw: dict[str, object]) -> list[Row]:
         Row(
             "1. with fd.borrow(), ns/borrow",
             f"{borrow_ns:.0f}",
-            f"do {do_ns:.0f}",
+            f"do {do_ns:.0f} · empty with {with_ns:.0f} ({with_do:.2f}x do)",
             f"borrow/do {borrow_do:.2f}x",
             "<= 1.5x",
             _ok(borrow_do, 1.5),
@@ -438,7 +457,7 @@ def build_rows(raw: dict[str, object]) -> list[Row]:
         Row(
             "4. tracemalloc bytes per open FD (100k)",
             f"{mem['rcfd_bytes']:.0f}",
-            f"naive {mem['naive_bytes']:.0f}",
+            f"naive {mem['naive_bytes']:.0f} · rcfd once its lock exists {mem['locked_bytes']:.0f}",
             f"naive/rcfd {mem['naive_bytes'] / mem['rcfd_bytes']:.2f}x",
             "<= 256",
             _ok(mem["rcfd_bytes"], 256),
@@ -527,6 +546,7 @@ def main() -> int:
         print("4/5 memory ...", flush=True)
         raw["memory"] = {
             "rcfd_bytes": bytes_per_fd(lambda: rcfd.FD(rawfd, _noop_close)),
+            "locked_bytes": bytes_per_fd(lambda: _locked(rcfd.FD(rawfd, _noop_close))),
             "naive_bytes": bytes_per_fd(lambda: NaiveFD(rawfd, _noop_close)),
             "rcfd_churn": churn_growth(rcfd.FD),
             "naive_churn": churn_growth(NaiveFD),
