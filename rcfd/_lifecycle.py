@@ -1,8 +1,11 @@
 """The FD lifecycle as a pure function: states, events, outcomes, and `step`.
 
 This module owns the state machine and nothing else: no locks, no I/O, no
-clock. `rcfd._fd.FD` applies `step` under its lock; `specs/rcfd.md` holds the
-same rules as a table, and `tests/test_spec_table.py` keeps the two equal.
+clock. `rcfd._fd.FD` applies `step` under its lock for transitions, and
+inline (one atomic append or remove, no lock) for a borrow or a release in
+OPEN; `tests/test_hot_path.py` keeps the inline form equal to `step`.
+`specs/rcfd.md` holds the same rules as a table, and
+`tests/test_spec_table.py` keeps the two equal.
 
     UNINIT --INIT--> OPEN --CLOSE/DETACH--> CLOSING --FINISH--> CLOSED
 
