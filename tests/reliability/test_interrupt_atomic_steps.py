@@ -18,13 +18,13 @@ import os
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 import pytest
 
 import rcfd
 from rcfd import _fd
-from tests.support import WAIT, CountingClose, HeldBorrow, open_fd, wait_until
+from tests.support import WAIT, CountingClose, HeldBorrow, open_fd, state_of, wait_until
 
 
 class Injected(KeyboardInterrupt):
@@ -42,9 +42,6 @@ class AppendThenInterrupt(IntArray):
 
     armed = True
 
-    def __new__(cls, source: array[int]) -> Self:
-        return super().__new__(cls, "L", source)
-
     def append(self, tid: int, /) -> None:
         super().append(tid)
         if self.armed:
@@ -53,7 +50,7 @@ class AppendThenInterrupt(IntArray):
 
 
 def interrupting_holders(fd: rcfd.FD) -> AppendThenInterrupt:
-    holders = AppendThenInterrupt(fd._holders)
+    holders = AppendThenInterrupt("L", fd._holders)
     fd._holders = holders  # OPEN and unshared: nothing to carry over but the entries
     return holders
 
@@ -118,7 +115,7 @@ def test_close_interrupted_after_the_freeze_still_closes(monkeypatch: pytest.Mon
     assert closer.calls == []
     held.end()
     assert closer.finished.wait(WAIT), "the interrupted close never happened"
-    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+    assert state_of(fd) is rcfd.State.CLOSED and len(closer.calls) == 1
 
 
 def test_close_interrupted_before_the_freeze_changes_nothing(
@@ -132,7 +129,7 @@ def test_close_interrupted_before_the_freeze_changes_nothing(
     assert fd.state is rcfd.State.OPEN and fd.borrow_count == 0
     assert fd.do(lambda rawfd: rawfd) >= 0  # borrows are still accepted
     fd.close(timeout=WAIT)
-    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+    assert state_of(fd) is rcfd.State.CLOSED and len(closer.calls) == 1
 
 
 def test_borrow_refused_while_a_close_freezes_reports_the_closing_state() -> None:
