@@ -28,10 +28,14 @@ import queue
 import threading
 import time
 import warnings
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from rcfd import State
 
 WAIT = 10.0  # seconds: the bound on anything that must happen (generous for loaded CI)
 SETTLE = 0.25  # seconds: how long a call that may block gets before it is shown "waiting"
@@ -47,9 +51,11 @@ Action = Literal[
     "track",  # fd.track_lifetime(another registry)  (refused once initialized)
     "finish",  # close_func, blocked in a "blocks" scenario, returns now
     "drop",  # the harness drops the last reference to the FD; gc.collect()
-    "resume",  # a thread preempted by pause=True goes on
+    "resume",  # a thread preempted by a step's pause goes on
     "await",  # wait for the thread's call to return (or its close deadline to pass)
 ]
+
+Pause = Literal["", "after-unlock", "before-lock", "before-append"]
 
 GUARANTEES: dict[int, str] = {
     0: "the lifetime registry counts every init and release, with the init stack",
@@ -72,10 +78,12 @@ class Step:
     action: Action
     timeout: float | None = None  # for close
     # Preempt the thread, until a resume step, right after the next time this
-    # call releases the FD's lock ("after-unlock") or right before it next
-    # takes it ("before-lock"): a context switch exactly where a check-then-act
-    # bug shows (the check in one locked section, the act in another).
-    pause: Literal["", "after-unlock", "before-lock"] = ""
+    # call releases the FD's lock ("after-unlock"), right before it next takes
+    # it ("before-lock"), or right before its next append to the FD's holders
+    # ("before-append": a borrow's entry, which takes no lock): a context switch
+    # exactly where a check-then-act bug shows (the check in one step, the act
+    # in another).
+    pause: Pause = ""
 
 
 @dataclass(frozen=True)
@@ -139,11 +147,12 @@ class _Worker:
         self.depth = 0  # fn frames of this thread (nested borrows)
         self.busy = ""  # the call now running, for the drain's hang report
         self.issued_after_close = False
-        self.pause_armed: Literal["", "after-unlock", "before-lock"] = ""
-        self.paused = False  # preempted right after a locked section; under r.cond
+        self.pause_armed: Pause = ""
+        self.paused = False  # preempted at its step's pause point; under r.cond
         self.began_close = False  # on_closing ran in this thread's current call
         self.resume = threading.Event()
         self.deadline = math.inf  # when the running close(timeout) gives up
+        self.before: tuple[State, int] = (replayer.rcfd.State.OPEN, 0)  # the FD as the call began
         self.thread = threading.Thread(target=self.loop, name=name, daemon=True)
 
     def loop(self) -> None:
@@ -202,7 +211,9 @@ class _Worker:
         self.busy = label
         with r.cond:
             self.issued_after_close = r.close_begun
-        before = (fd.state, fd.borrow_count)
+        # What a refused call must leave as it found; re-read when the thread is
+        # resumed from a pause (the steps run meanwhile are other threads' doing).
+        self.before = (fd.state, fd.borrow_count)
         error: BaseException | None = None
         result: object = None
         started = time.monotonic()
@@ -245,6 +256,7 @@ class _Worker:
             refused = (TypeError, ValueError, r.rcfd.CloseInsideBorrowError)
         if isinstance(error, refused) and self.depth == 0:
             after = (fd.state, fd.borrow_count)
+            before = self.before
             if after != before:
                 r.violate(
                     10,
@@ -322,38 +334,46 @@ class _Lock(Protocol):
 
 class _PausingLock:
     """The FD's own lock, plus a preemption point: a worker whose pause is armed
-    stops right after its next release, until the driver resumes it."""
+    stops right before its next acquire or right after its next release, until
+    the driver resumes it."""
 
     def __init__(self, replayer: _Replayer, inner: _Lock) -> None:
         self.r = replayer
         self.inner = inner
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        self.preempt("before-lock", "(preempted before taking the lock)")
+        self.r.preempt("before-lock", "(preempted before taking the lock)")
         return self.inner.acquire(blocking, timeout)
 
     def release(self) -> None:
         self.inner.release()
-        self.preempt("after-unlock", "(preempted after a locked section)")
-
-    def preempt(self, where: str, text: str) -> None:
-        worker = self.r.workers.get(threading.current_thread().name)
-        if worker is None or worker.pause_armed != where:
-            return
-        worker.pause_armed = ""
-        with self.r.cond:
-            worker.paused = True
-        self.r.log(worker.name, text)
-        self.r.settle(worker)
-        worker.resume.wait(self.r.wait)
-        with self.r.cond:
-            worker.paused = False
+        self.r.preempt("after-unlock", "(preempted after a locked section)")
 
     def __enter__(self) -> bool:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+if TYPE_CHECKING:
+    _Holders = array[int]
+else:
+    _Holders = array  # subscripting array at run time needs Python 3.12
+
+
+class _PausingHolders(_Holders):
+    """The FD's holders (an array("L") of thread idents), plus a preemption
+    point: a worker whose pause is armed stops right before its next append
+    (a borrow's entry: the one step of a borrow, which takes no lock), until
+    the driver resumes it. Everything else, the freeze included (a memoryview
+    export of this very array), is the array's own behaviour."""
+
+    replayer: _Replayer
+
+    def append(self, value: int, /) -> None:
+        self.replayer.preempt("before-append", "(preempted before its append to the holders)")
+        super().append(value)
 
 
 class _Replayer:
@@ -386,9 +406,16 @@ class _Replayer:
         )
         names = sorted({s.thread for s in scenario.steps if s.action not in ("finish", "drop")})
         self.workers = {name: _Worker(self, name) for name in names}
-        if any(s.pause for s in scenario.steps):
+        if any(s.pause in ("after-unlock", "before-lock") for s in scenario.steps):
             # FD has __slots__ and no setter: object.__setattr__ is the honest way in.
             object.__setattr__(self.fd, "_lock", _PausingLock(self, self.fd._guard()))
+        if any(s.pause == "before-append" for s in scenario.steps):
+            # The FD is OPEN with no borrow yet: its holders are an empty, unfrozen
+            # array, which an empty one of the harness's replaces unnoticed.
+            assert self.fd.state is rcfd.State.OPEN and self.fd.borrow_count == 0
+            holders = _PausingHolders("L")
+            holders.replayer = self
+            object.__setattr__(self.fd, "_holders", holders)
 
     # -- bookkeeping (any thread) ----------------------------------------
 
@@ -454,6 +481,24 @@ class _Replayer:
         self.log(me, "on_closing")
         with self.cond:
             self.in_on_closing -= 1
+
+    def preempt(self, where: Pause, text: str) -> None:
+        """Stop the calling worker here if its pause is armed for `where`,
+        until the driver resumes it (a no-op for any other thread)."""
+        worker = self.workers.get(threading.current_thread().name)
+        if worker is None or worker.pause_armed != where:
+            return
+        worker.pause_armed = ""
+        with self.cond:
+            worker.paused = True
+        self.log(worker.name, text)
+        self.settle(worker)
+        worker.resume.wait(self.wait)
+        fd = self.fd
+        if fd is not None:
+            worker.before = (fd.state, fd.borrow_count)
+        with self.cond:
+            worker.paused = False
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         with self.cond:

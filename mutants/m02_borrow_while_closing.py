@@ -1,34 +1,30 @@
-"""A borrow may start while the FD is CLOSING."""
+"""A borrow may start while the FD is CLOSING: close() never keeps the holders frozen."""
 
 from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
 
 MUTANT = Mutant(
     name="borrow-while-closing",
-    title="a borrow may start while CLOSING",
+    title="a borrow may start while CLOSING (close() lets go of the freeze at once)",
     guarantees=(2, 4),
     explanation=(
-        "The borrow check refuses only UNINIT and CLOSED ('the number is still "
-        "valid while CLOSING, so why not'). But a borrow that starts after close() "
-        "began uses a number that is about to be closed, and a steady stream of such "
-        "borrows keeps the count above zero so that close() never returns: the "
-        "closer starves. Go's rc blocks such borrowers; internal/poll and rcfd "
-        "refuse them at once."
+        "A borrow is refused only because close() froze the holders: a memoryview "
+        "export makes the borrow's append fail. Here the closer makes the export "
+        "the tidy way, in a `with memoryview(holders) as view:` block, which "
+        "releases it at the end of the block: the state says CLOSING, but the "
+        "holders take appends again. A borrow that starts after close() began uses "
+        "a number that is about to be closed, and a steady stream of them would "
+        "keep the count above zero; worse, the releases also learn of the close "
+        "from the freeze, so none of them runs close_func and close() waits for "
+        "ever. Go's rc blocks such borrowers; internal/poll and rcfd refuse them at "
+        "once, and rcfd keeps the export for the FD's whole life."
     ),
     edits=(
-        # The refusal is kept for UNINIT and CLOSED, so the snippet is the raise
-        # alone: whatever the condition above it becomes, CLOSING gets through.
         Edit(
             "rcfd/_fd.py",
-            "raise self._refusal(Event.BORROW)\n",
-            "if self._state is not State.CLOSING:  # mutant: CLOSING lets borrows in\n"
-            "    raise self._refusal(Event.BORROW)\n",
-        ),
-        Edit(
-            "rcfd/_fd.py",
-            "raise fd._refusal(Event.BORROW)\n",
-            "if fd._state is not State.CLOSING:  # mutant: CLOSING lets borrows in\n"
-            "    raise fd._refusal(Event.BORROW)\n",
+            "new.freeze.extend(map(memoryview, (holders,)))\n",
+            "with memoryview(holders) as view:  # mutant: the export ends with the block\n"
+            "    new.freeze.append(view)\n",
         ),
     ),
     scenario=Scenario(

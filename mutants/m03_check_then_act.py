@@ -1,39 +1,90 @@
-"""The state is checked in one locked section and the borrow counted in another."""
+"""The borrow checks the state in one step and counts itself in another."""
 
 from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
 
+
+def _then_ask_the_state(fd: str) -> str:
+    """What the mutant adds after each release's remove: nothing freezes the
+    holders, so a remove never fails, and the release asks the state instead."""
+    return (
+        f"if {fd}._state is not _OPEN:  # mutant: the state tells a release a close began\n"
+        f"    {fd}._release_closing()\n"
+    )
+
+
 MUTANT = Mutant(
     name="check-then-act",
-    title="borrow checks the state, then takes the count in a second locked section",
+    title="the borrow reads the state, then appends, with the holders never frozen",
     guarantees=(1, 2),
     explanation=(
-        "do() checks 'OPEN?' under the lock, lets go of it, and takes the lock again "
-        "to count the borrow: each half is atomic, the pair is not. A close that runs "
-        "in the gap sees zero borrows and closes the number; the borrower then counts "
-        "itself into a CLOSING (or CLOSED) FD and calls fn on a closed number. Every "
-        "single-threaded test passes; only a context switch exactly between the two "
-        "sections shows it, which is why the harness can preempt a thread right after "
-        "a locked section (Step.pause) and why the interleaving explorer exists."
+        "The lock-free borrow written the obvious way: do() reads 'OPEN?', then "
+        "appends its thread to the holders, and close() relies on that check "
+        "instead of freezing the holders (releases look at the state after "
+        "removing their entry, as they did when the borrow took a lock). Under the "
+        "GIL each step is atomic; the pair is not. A close that runs between the "
+        "check and the append sees no borrow and closes the number; the borrower "
+        "then counts itself into a CLOSED FD and calls fn on a closed number. "
+        "Every single-threaded test passes; only a context switch exactly between "
+        "the two steps shows it, which is why the harness can preempt a borrow "
+        "right before its append (pause='before-append') and why the interleaving "
+        "explorer exists. rcfd makes the append itself the check: after the freeze "
+        "it fails."
     ),
     edits=(
+        # The borrow's check, then its act (do() and Borrow.__enter__).
         Edit(
             "rcfd/_fd.py",
-            "    raise self._refusal(Event.BORROW)\nholders += (tid,)\nborrowed = True\n",
-            "    raise self._refusal(Event.BORROW)\n",
+            "holders = self._holders\ntry:\n    holders.append(tid)\n",
+            "holders = self._holders\n"
+            "if self._state is not _OPEN:  # mutant: check the state, ...\n"
+            '    _check_callable("do", "fn", fn)\n'
+            "    raise self._refused(holders)\n"
+            "try:\n"
+            "    holders.append(tid)  # mutant: ... then count, a second step\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "return fn(self._rawfd)\n",
-            "with self._lock:  # mutant: the count taken in a second locked section\n"
-            "    holders += (tid,)\n"
-            "    borrowed = True\n"
-            "return fn(self._rawfd)\n",
+            "holders = fd._holders\ntry:\n    holders.append(tid)\n",
+            "holders = fd._holders\n"
+            "if fd._state is not _OPEN:  # mutant: check the state, ...\n"
+            "    raise fd._refused(holders)\n"
+            "try:\n"
+            "    holders.append(tid)  # mutant: ... then count, a second step\n",
+        ),
+        # The close commits CLOSING and trusts the borrows' check: no freeze.
+        Edit(
+            "rcfd/_fd.py",
+            "try:\n"
+            "    new.freeze.extend(map(memoryview, (holders,)))\n"
+            "finally:\n"
+            "    if new.freeze:\n"
+            "        self._state = transition.state\n"
+            "    else:\n"
+            "        self._closer = None\n",
+            "self._state = transition.state  # mutant: CLOSING is enough; no freeze\n",
+        ),
+        # Unfrozen holders never refuse a remove: a release asks the state instead.
+        Edit(
+            "rcfd/_fd.py",
+            "holders.remove(tid)\n",
+            "holders.remove(tid)\n" + _then_ask_the_state("self"),
+        ),
+        Edit(
+            "rcfd/_fd.py",
+            "self._holders.remove(tid)\n",
+            "self._holders.remove(tid)\n" + _then_ask_the_state("self"),
+            count=2,
+        ),
+        Edit(
+            "rcfd/_fd.py",
+            "fd._holders.remove(tid)\n",
+            "fd._holders.remove(tid)\n" + _then_ask_the_state("fd"),
         ),
     ),
     scenario=Scenario(
         steps=(
-            Step("T1", "borrow", pause="after-unlock"),
+            Step("T1", "borrow", pause="before-append"),
             Step("T2", "close"),
             Step("T1", "resume"),
             Step("T1", "return"),

@@ -1,4 +1,4 @@
-"""do() releases its borrow only when fn returns, not when it raises."""
+"""do() releases the borrow after fn returns, not in a finally block."""
 
 from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
@@ -16,12 +16,30 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "return fn(self._rawfd)\n",
             "try:\n"
             "    return fn(self._rawfd)\n"
-            "except BaseException:\n"
-            "    borrowed = False  # mutant: the release below is skipped when fn raises\n"
-            "    raise\n",
+            "except TypeError:\n"
+            '    _check_callable("do", "fn", fn)\n'
+            "    raise\n"
+            "finally:\n"
+            "    try:\n"
+            "        holders.remove(tid)\n"
+            "    except BufferError:\n"
+            "        closer = self._closer\n"
+            "        assert closer is not None\n"
+            "        closer.released += (tid,)\n"
+            "        try:\n"
+            "            self._release_closing()\n"
+            "        except BaseException:\n"
+            "            self._release_closing()\n"
+            "            raise\n",
+            "try:\n"
+            "    result = fn(self._rawfd)\n"
+            "except TypeError:\n"
+            '    _check_callable("do", "fn", fn)\n'
+            "    raise\n"
+            "self._release(tid)  # mutant: after the call, not in a finally block\n"
+            "return result\n",
         ),
     ),
     scenario=Scenario(

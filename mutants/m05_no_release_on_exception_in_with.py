@@ -16,10 +16,10 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "fd._holders.remove(self._tid)\n",
+            "tid = self._tid\n",
             "if exc_type is not None:\n"
             "    return  # mutant: __exit__ as a 'normal end' hook\n"
-            "fd._holders.remove(self._tid)\n",
+            "tid = self._tid\n",
         ),
     ),
     scenario=Scenario(

@@ -1,4 +1,4 @@
-"""do() releases on return and on Exception, but not on KeyboardInterrupt."""
+"""do() releases the borrow when fn returns or raises an Exception, not a BaseException."""
 
 from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
@@ -16,13 +16,32 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "return fn(self._rawfd)\n",
             "try:\n"
             "    return fn(self._rawfd)\n"
-            "except BaseException as exc:\n"
-            "    if not isinstance(exc, Exception):\n"
-            "        borrowed = False  # mutant: only Exceptions are cleaned up after\n"
-            "    raise\n",
+            "except TypeError:\n"
+            '    _check_callable("do", "fn", fn)\n'
+            "    raise\n"
+            "finally:\n"
+            "    try:\n"
+            "        holders.remove(tid)\n"
+            "    except BufferError:\n"
+            "        closer = self._closer\n"
+            "        assert closer is not None\n"
+            "        closer.released += (tid,)\n"
+            "        try:\n"
+            "            self._release_closing()\n"
+            "        except BaseException:\n"
+            "            self._release_closing()\n"
+            "            raise\n",
+            "try:\n"
+            "    result = fn(self._rawfd)\n"
+            "except Exception as exc:  # mutant: only Exceptions are cleaned up after\n"
+            "    if isinstance(exc, TypeError):\n"
+            '        _check_callable("do", "fn", fn)\n'
+            "    self._release(tid)\n"
+            "    raise\n"
+            "self._release(tid)\n"
+            "return result\n",
         ),
     ),
     scenario=Scenario(

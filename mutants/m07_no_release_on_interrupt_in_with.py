@@ -15,10 +15,10 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "fd._holders.remove(self._tid)\n",
+            "tid = self._tid\n",
             "if exc_type is not None and not issubclass(exc_type, Exception):\n"
             "    return  # mutant: only Exceptions are cleaned up after\n"
-            "fd._holders.remove(self._tid)\n",
+            "tid = self._tid\n",
         ),
     ),
     scenario=Scenario(

@@ -8,8 +8,9 @@ MUTANT = Mutant(
     title="the last release does not wake the waiting closer (lost wake-up)",
     guarantees=(4,),
     explanation=(
-        "do() has an inlined copy of _release for speed. The copy updates the count "
-        "but drops the duty that comes with RUN_CLOSE: the release that brings the "
+        "do() has an inlined copy of _release for speed. The copy counts the release "
+        "(its tombstone, once the holders are frozen) but drops the duty that comes "
+        "with RUN_CLOSE: the release that brings the "
         "count to zero in CLOSING must run close_func and wake every closer. "
         "Nobody else will: the closer sleeps until a wake-up that never comes, and "
         "the FD stays CLOSING forever. Only a borrow that is running when close() "
@@ -18,10 +19,21 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "    holders.remove(tid)\nfinally:\n    if self._state is not _OPEN:\n",
             "    holders.remove(tid)\n"
-            "finally:\n"
-            "    if False:  # mutant: the hot-path release forgets RUN_CLOSE\n",
+            "except BufferError:\n"
+            "    closer = self._closer\n"
+            "    assert closer is not None\n"
+            "    closer.released += (tid,)\n"
+            "    try:\n"
+            "        self._release_closing()\n"
+            "    except BaseException:\n"
+            "        self._release_closing()\n"
+            "        raise\n",
+            "    holders.remove(tid)\n"
+            "except BufferError:\n"
+            "    closer = self._closer\n"
+            "    assert closer is not None\n"
+            "    closer.released += (tid,)  # mutant: the hot-path release forgets RUN_CLOSE\n",
         ),
     ),
     scenario=Scenario(

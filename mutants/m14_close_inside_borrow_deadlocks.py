@@ -17,8 +17,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "holders.count(_get_ident())",
-            "0",  # mutant: the caller's own borrows are not counted
+            "step(self._state, n, mine, event)",
+            "step(self._state, n, 0, event)",  # mutant: the caller's own borrows are not counted
         ),
     ),
     scenario=Scenario(

@@ -1,4 +1,4 @@
-"""A refused borrow has already counted itself."""
+"""A refused borrow gives back a borrow it never took: its tombstone cancels another's."""
 
 from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
@@ -6,20 +6,32 @@ from mutants._mutant import Edit, Mutant
 MUTANT = Mutant(
     name="refused-borrow-leaks-count",
     title="a rejected borrow changes the count on its way out",
-    guarantees=(10, 4),
+    guarantees=(10, 1),
     explanation=(
-        "do() counts the borrow before it raises the refusal (an 'optimistic "
-        "increment'), and the refusal path forgets to undo the increment. A borrow "
-        "refused while CLOSING leaves a phantom borrow behind, so the count never "
-        "reaches zero and the close never finishes: one rejected call hangs every "
-        "closer."
+        "do()'s refusal path copies the clean-up of the handler right below it "
+        "('an interrupt as append returned: the borrow is counted, give it back') "
+        "and gives back a borrow the way a release after the freeze does: a "
+        "tombstone, then the RUN_CLOSE check. But a frozen array refuses before it "
+        "changes: the refused append never counted, so its tombstone cancels "
+        "another thread's running borrow. The count reaches zero while that borrow "
+        "still runs, and the refused borrower itself runs close_func under it, then "
+        "raises ClosedFDError as if nothing had happened. The mirror image of the "
+        "'optimistic increment' that a locked borrow forgets to undo: either way a "
+        "call that was refused moved the count."
     ),
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "raise self._refusal(Event.BORROW)\n",
-            "holders += (tid,)  # mutant: counted before the refusal, never undone\n"
-            "raise self._refusal(Event.BORROW)\n",
+            "except BufferError:\n"
+            '    _check_callable("do", "fn", fn)\n'
+            "    raise self._refused(holders) from None\n",
+            "except BufferError:\n"
+            '    _check_callable("do", "fn", fn)\n'
+            "    closer = self._closer\n"
+            "    if closer is not None:  # mutant: give back the borrow (none was taken)\n"
+            "        closer.released += (tid,)\n"
+            "        self._release_closing()\n"
+            "    raise self._refused(holders) from None\n",
         ),
     ),
     scenario=Scenario(

@@ -8,14 +8,15 @@ MUTANT = Mutant(
     title="two releases that both see zero both run the close (nobody claims it)",
     guarantees=(1,),
     explanation=(
-        "A release in OPEN takes no lock (removing its entry is atomic); only past "
-        "OPEN does it take the lock to ask 'was that the last borrow?'. So two "
-        "borrowers can both remove their entries first and then, one after the other, "
-        "both find the count at zero. rcfd has two defences: the first to see zero "
+        "No release takes a lock to count itself: in OPEN it removes its entry, after "
+        "the freeze it appends a tombstone (each one atomic step), and only then does "
+        "it take the lock to ask 'was that the last borrow?'. So two borrowers can "
+        "both write their tombstones first and then, one after the other, both find "
+        "the count at zero. rcfd has two defences: the first to see zero "
         "claims the close, and the close is marked as done before close_func is "
         "called. Without them both run close_func: a double close, whose second call "
         "may close a number the kernel has already given to someone else. It takes a "
-        "preemption between one borrower's removal and its locked decision "
+        "preemption between one borrower's tombstone and its locked decision "
         "(pause='before-lock') while the other is still inside close_func."
     ),
     edits=(

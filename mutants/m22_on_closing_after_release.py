@@ -19,18 +19,18 @@ MUTANT = Mutant(
             "rcfd/_fd.py",
             "on_closing = self._on_closing\nif owner and on_closing is not None:\n",
             "if owner:  # mutant: give the closer's borrow back first\n"
-            "    self._holders.remove(tid)\n"
+            "    closer.released += (tid,)\n"
             "    self._release_closing()\n"
             "on_closing = self._on_closing\n"
             "if owner and on_closing is not None:\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "    self._holders.remove(tid)\nfinally:\n    try:\n        self._release_closing()\n",
-            "    pass  # mutant: released above\n"
+            "finally:\n    if owner:\n        try:\n            self._holders.remove(tid)\n",
             "finally:\n"
-            "    try:\n"
-            "        self._release_closing()\n",
+            "    if False:  # mutant: released above\n"
+            "        try:\n"
+            "            self._holders.remove(tid)\n",
         ),
     ),
     scenario=Scenario(steps=(Step("T1", "close"),)),

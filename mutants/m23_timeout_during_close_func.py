@@ -17,14 +17,15 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "                if still_running and isinstance(exc, TimeoutError):\n"
-            "                    return True\n",
-            "                pass  # mutant: the deadline is final\n",
+            "still_running = not self._counts(0)[0]\n"
+            "if still_running and isinstance(exc, TimeoutError):\n"
+            "    return True\n",
+            "# mutant: the deadline is final, even when no borrow is left\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "        if closer.done and isinstance(exc, TimeoutError):\n            return True\n",
-            "",
+            "if closer.done:\n    if isinstance(exc, TimeoutError):\n        return True\n",
+            "if closer.done:\n    pass  # mutant: the deadline is final\n",
         ),
     ),
     scenario=Scenario(

@@ -4,8 +4,8 @@ Each scenario is the shortest sequence of steps that shows one catalog bug
 (`make explain MUTANT=<name>`); replayed here against the unmutated FD, with
 real threads and bounded waits, it must break nothing. Against its mutant it
 breaks the guarantee the mutant's entry names, which is how `make mutants`
-kills the bugs that no other check reaches (a preemption right after a
-locked section, a close inside a borrow, a refused call that leaks a count).
+kills the bugs that no other check reaches (a preemption right before a
+borrow's append, a close inside a borrow, a refused call that moves the count).
 """
 
 from __future__ import annotations
