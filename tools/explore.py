@@ -13,6 +13,14 @@ Needs Python 3.12+ (interleave-test is built on sys.monitoring).
 
     python tools/explore.py                    # make verify: preemptions<=1, 100 random, 100 PCT
     python tools/explore.py --preemptions 2 --random 2000 --pct 2000   # make explore-long
+    python tools/explore.py --no-gil --dfs-off  # threads as a free-threaded build runs them
+
+Bytecode granularity preempts between any two instructions, finer than
+CPython with the GIL, which switches threads only as a function starts, after
+a call returns and on a backward jump. rcfd relies on that in one place
+(FD._guard publishes the lazily made lock in one line with none of those), so
+random and PCT run each FD._guard call unsplit unless --no-gil; the
+line-granularity DFS still preempts at each of FD._guard's lines.
 """
 
 from __future__ import annotations
@@ -38,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, default=ROOT / "build" / "interleavings")
     parser.add_argument("--replay", type=Path, help="rerun one saved failing schedule")
     parser.add_argument("--outcomes", action="store_true", help="list the call results seen")
+    parser.add_argument(
+        "--no-gil",
+        action="store_true",
+        help="random and PCT may split FD._guard too, whose one-line lock publication "
+        "only the GIL keeps whole (threads as a free-threaded build runs them)",
+    )
+    parser.add_argument(
+        "--dfs-off", action="store_true", help="skip the DFS: only random and PCT schedules"
+    )
     args = parser.parse_args(argv)
 
     if sys.version_info < (3, 12):
@@ -61,20 +78,27 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     start = time.monotonic()
     for scenario in chosen:
-        runs = [
-            harness.explore(
-                scenario,
-                "dfs",
-                granularity="line",
-                iterations=10**7,
-                max_preemptions=args.preemptions,
+        runs = []
+        if not args.dfs_off:
+            runs.append(
+                harness.explore(
+                    scenario,
+                    "dfs",
+                    granularity="line",
+                    iterations=10**7,
+                    max_preemptions=args.preemptions,
+                )
             )
-        ]
         for strategy, count in (("random", args.random), ("pct", args.pct)):
-            if count and runs[-1].failure is None:
+            if count and (not runs or runs[-1].failure is None):
                 runs.append(
                     harness.explore(
-                        scenario, strategy, granularity="opcode", iterations=count, seed=args.seed
+                        scenario,
+                        strategy,
+                        granularity="opcode",
+                        iterations=count,
+                        seed=args.seed,
+                        gil=not args.no_gil,
                     )
                 )
         schedules = sum(run.schedules for run in runs)
@@ -100,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(scenario.name)
             path = harness.save_failure(bad, args.save)
             print(f"\n--- {scenario.name}: {bad.label} failed on schedule {bad.schedules}\n")
-            print(bad.failure.format(max_steps=40))
-            if bad.failure.kind != "exception" and harness.LAST_WORLD is not None:
-                print(f"\ntimeline up to the {bad.failure.kind}:\n{harness.LAST_WORLD.timeline()}")
+            print(harness.describe_failure(bad.failure))
             print(f"\nsaved: {path}\nreplay: python tools/explore.py --replay {path}\n")
     elapsed = time.monotonic() - start
     print(
@@ -128,9 +150,7 @@ def replay(path: Path) -> int:
     if result.failure is None:
         print("replay: PASS (the schedule no longer fails)")
         return 0
-    print(result.failure.format(max_steps=40))
-    if result.failure.kind != "exception" and harness.LAST_WORLD is not None:
-        print(f"\ntimeline up to the {result.failure.kind}:\n{harness.LAST_WORLD.timeline()}")
+    print(harness.describe_failure(result.failure))
     if isinstance(result.failure.exception, ReplayDivergence):
         print("replay: DIVERGED (the code or Python version changed since it was recorded)")
     else:

@@ -5,14 +5,19 @@ How the production FD is observed. interleave-test serializes the threads
 of a scenario and chooses who runs next at every scheduling point: each
 line (or bytecode instruction) of rcfd/ and each Lock operation. Only rcfd/
 is traced (`include=`), so this file's code runs atomically between two
-points. `MonitoredFD` is the production FD with its two mutable fields, the
-state and the holder list, replaced by logging versions: every write the
-FD makes (always under its lock) is appended to one event log, in the
-order it happened. The actors append their calls and returns, the borrow
-bodies, on_closing and close_func to the same log. After the threads end,
-`violations` replays the log against the guarantees; a violation fails the
-schedule with the whole timeline, and interleave-test reports the schedule,
-which `save_failure` stores as JSON for `tools/explore.py --replay`.
+points. `MonitoredFD` is the production FD with the fields that carry the
+state and the count replaced by logging versions: `_state`; `_holders`, the
+array a borrow appends its thread to and close() freezes (`HoldList`); and
+each closer's `released`, where a release after the freeze writes its
+tombstone (`Tombstones`). Every change the FD makes to them (with or without
+its lock) is appended to one event log, in the order it happened, with the
+state and `borrow_count` right after it. The actors append their calls and
+returns, the borrow bodies, on_closing and close_func to the same log. After
+the threads end, `violations` replays the log against the guarantees; a
+violation fails the schedule with the whole timeline, and interleave-test
+reports the schedule, which `save_failure` stores as JSON for
+`tools/explore.py --replay`. A schedule that deadlocks never reaches the
+checks: `describe_failure` gives its log up to that point, checked so far.
 
 Requires Python 3.12+ (interleave-test is built on sys.monitoring).
 """
@@ -27,15 +32,18 @@ import os
 import threading
 import time
 import warnings
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self, cast
 
 import interleave_test as it
 
 import rcfd
 from rcfd import FD
+from rcfd._fd import _Closer
 from rcfd._lifecycle import State
 
 RCFD_DIR = os.path.dirname(os.path.abspath(rcfd.__file__))  # the only traced code
@@ -75,44 +83,102 @@ class Ev:
 # -- the monitored FD --------------------------------------------------------
 
 
-class HoldList(list[int]):
-    """FD._holders that logs each borrow taken (append, +=) and returned (remove).
+# The detail of the hold that close() takes for the thread that begins it.
+OWNER_HOLD = "+= (close: the owner's borrow)"
 
-    These are the only ways rcfd changes the list; any other would go unlogged
-    and show up as a count mismatch at the end (`_check_end`).
+
+class HoldList(array[int]):
+    """FD._holders that logs each borrow taken and returned.
+
+    An array("L") of thread idents, like the production one, so that close()
+    freezes it the same way: the memoryview export it stores in
+    `_closer.freeze` is an export of this object, and every resize below goes
+    through the base class, which raises BufferError once it is frozen. The
+    log line comes after the base call: a refused append (or a remove that
+    meets the freeze) raises before anything is logged.
+
+    rcfd changes the holders only by append (a borrow), remove (a release in
+    OPEN) and `+=` (the owner's borrow in close); any other change would go
+    unlogged and show up as a count mismatch (`violations`).
     """
 
-    def __init__(self, world: World) -> None:
-        super().__init__()
-        self._world = world
+    _world: World
+
+    def __new__(cls, world: World) -> Self:
+        # array takes its typecode in __new__ (it has no __init__), so a
+        # subclass with other constructor arguments must make it here.
+        holders = cast(Self, super().__new__(cls, "L"))
+        holders._world = world
+        return holders
 
     def append(self, tid: int, /) -> None:
-        super().append(tid)
-        self._world.log("hold", "")
+        super().append(tid)  # BufferError once frozen: a refused borrow logs nothing
+        self._world.log("hold", "append")
 
     def remove(self, tid: int, /) -> None:
-        super().remove(tid)
-        self._world.log("unhold", "")
+        super().remove(tid)  # BufferError once frozen: the release writes a tombstone
+        self._world.log("unhold", "remove")
+
+    # array's own __iadd__ takes an array only (typeshed ignores the same clash).
+    def __iadd__(self, tids: array[int], /) -> Self:  # type: ignore[override]
+        added = list(tids)  # before the resize: `holders += holders` must log each once
+        super().__iadd__(tids)
+        for _ in added:
+            self._world.log("hold", OWNER_HOLD)
+        return self
 
 
-def _logged_iadd(self: HoldList, tids: Iterable[int], /) -> HoldList:
+class Tombstones(list[int]):
+    """`_Closer.released` that logs each tombstone (a release after the freeze)
+    as "unhold": it ends a borrow exactly as a remove does in OPEN."""
+
+    def __init__(self, world: World, fd: FD) -> None:
+        super().__init__()
+        self._world = world
+        self._fd = fd
+
+
+def _logged_tombstones(self: Tombstones, tids: Iterable[int], /) -> Tombstones:
     for tid in tids:
-        self.append(tid)
+        list.append(self, tid)
+        closer = self._fd._closer
+        current = closer is not None and closer.released is self
+        # A tombstone in a closer the FD no longer has does not lower its count.
+        self._world.log("unhold", "tombstone" if current else "tombstone (in a replaced closer)")
     return self
 
 
-# rcfd takes a borrow with `holders += (tid,)`. Set after the class body: a
-# list subclass cannot declare an __iadd__ that mypy finds compatible with
-# list.__add__, yet the runtime needs one that logs.
-setattr(HoldList, "__iadd__", _logged_iadd)  # noqa: B010
+# rcfd writes a tombstone with `closer.released += (tid,)`. Set after the class
+# body: a list subclass cannot declare an __iadd__ that mypy finds compatible
+# with list.__add__, yet the runtime needs one that logs.
+setattr(Tombstones, "__iadd__", _logged_tombstones)  # noqa: B010
+
+
+def is_frozen(holders: array[int]) -> bool:
+    """Whether `holders` refuses a resize (close() froze it): tried with the
+    base append, which logs nothing, and undone at once. Call it only from
+    this file's code, which runs without scheduling points."""
+    try:
+        array.append(holders, 0)
+    except BufferError:
+        return True
+    array.pop(holders)
+    return False
 
 
 class MonitoredFD(FD):
-    """The production FD; only its state and holder fields log their writes."""
+    """The production FD; only its state, holders and tombstones log their writes.
+
+    `_state` and `_closer` are properties over the production slots: the
+    state logs each change, and each closer that close() installs gets a
+    logging `released` list before any release can write to it (the closer
+    is set under the lock, before the freeze that sends releases there).
+    """
 
     def __init__(self, world: World, on_closing: Callable[[int], object] | None) -> None:
         self._world = world
         self._shadow_state = State.UNINIT
+        self._shadow_closer: _Closer | None = None
         super().__init__(RAWFD, world.close_func, on_closing=on_closing)
         self._holders = HoldList(world)  # FD() took no borrow yet: nothing to carry over
 
@@ -126,6 +192,49 @@ class MonitoredFD(FD):
         self._shadow_state = new
         if new is not old:
             self._world.log("state", f"{old.name} -> {new.name}")
+            if new is not State.OPEN and not is_frozen(self._holders):
+                # rcfd freezes the holders before it writes a closing state.
+                self._world.log("unfrozen", f"{new.name}, yet a borrow's append would succeed")
+
+    def _guard(self) -> threading.Lock:
+        """FD._guard, whose one line that publishes a new lock runs unsplit
+        when the world says so (`World.gil`, bytecode granularity only).
+
+        CPython with the GIL switches threads only where it checks for pending
+        work (a function's start, after a call returns, a backward jump), and
+        that line has none of them: `_guard` relies on this. Bytecode
+        granularity preempts between any two instructions, which no GIL build
+        does; there two threads could each publish a lock of their own and
+        both enter a transition (a free-threaded build could). So each call
+        runs whole there; line granularity keeps its points inside `_guard`
+        (between the None check and the publication: the race it resolves).
+        """
+        if not self._world.gil:
+            return FD._guard(self)
+        with it.no_interleave():
+            return FD._guard(self)
+
+    @property
+    def _closer(self) -> _Closer | None:
+        return self._shadow_closer
+
+    @_closer.setter
+    def _closer(self, new: _Closer | None) -> None:
+        if new is not None and not isinstance(new.released, Tombstones):
+            tombstones = Tombstones(self._world, self)
+            list.extend(tombstones, new.released)  # none yet: nothing released before
+            new.released = tombstones
+        self._shadow_closer = new
+
+
+def live_borrows(fd: FD) -> int:
+    """fd.borrow_count: len(_holders) minus the tombstones, as rcfd counts.
+
+    borrow_count is rcfd code, which interleave-test traces: read here without
+    scheduling points, so that a log line and the change it records stay one
+    step (and the read adds no decisions to the schedules)."""
+    with it.no_interleave():
+        return fd.borrow_count
 
 
 # -- scenarios ---------------------------------------------------------------
@@ -166,6 +275,11 @@ class World:
     """Everything one schedule of one scenario shares: the FD and the log."""
 
     scenario: Scenario
+    # FD._guard runs unsplit (see MonitoredFD._guard): the model of CPython
+    # with the GIL at bytecode granularity, where the scheduler would split it.
+    gil: bool = False
+    # The log's counts are an FD's borrow_count (False: a hand-written log).
+    counted: bool = False
     events: list[Ev] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
@@ -181,7 +295,7 @@ class World:
     def log(self, what: str, detail: str) -> None:
         fd = self.fd
         state = None if fd is None else fd._state
-        borrows = 0 if fd is None else len(fd._holders)
+        borrows = 0 if fd is None else live_borrows(fd)
         self.events.append(Ev(self.who(), what, detail, state, borrows))
 
     def timeline(self) -> str:
@@ -211,6 +325,8 @@ class World:
         self.log("call", kind)
         try:
             value = thunk()
+        except it.InterleaveError:
+            raise  # the scheduler's own (a replay that diverged): not the call's result
         except Exception as exc:  # the checks decide which exceptions are allowed
             record.result = type(exc).__name__
         else:
@@ -248,14 +364,19 @@ OUTCOMES: Counter[str] = Counter()
 LAST_WORLD: World | None = None
 
 
-def model_for(scenario: Scenario) -> Callable[[], None]:
-    """The zero-argument program interleave-test runs once per schedule."""
+def model_for(scenario: Scenario, *, gil: bool = False) -> Callable[[], None]:
+    """The zero-argument program interleave-test runs once per schedule.
+
+    gil=True runs each FD._guard call unsplit (MonitoredFD._guard), for
+    bytecode granularity; explore() and replay() decide it.
+    """
 
     def model() -> None:
         global LAST_WORLD
-        world = LAST_WORLD = World(scenario)
+        world = LAST_WORLD = World(scenario, gil=gil)
         world.names[threading.get_ident()] = "main"
         world.fd = MonitoredFD(world, world.on_closing if scenario.on_closing else None)
+        world.counted = True
         try:
             tasks = [
                 (actor, it.spawn(world.run_actor, actor, name=actor.name))
@@ -290,9 +411,10 @@ CLOSE_KINDS = ("close", "detach")
 def _used_holds(events: list[Ev]) -> set[int]:
     """Indices of the hold events under which something used the number.
 
-    rcfd may publish a borrow before it looks at the state and take it back
-    when the state refuses it (a lock-free borrow path): such a hold is not a
-    borrow that runs. A hold is used when its thread calls fn (or, for the
+    A refused borrow logs no hold (its append fails on the freeze), but a
+    hold can still be given back unused: the closer's own borrow without
+    on_closing, or a borrow taken back after an interrupt. Such a hold is not
+    a borrow that runs. A hold is used when its thread calls fn (or, for the
     closer's own borrow, on_closing) before releasing it.
     """
     stacks: dict[str, list[int]] = {}
@@ -308,8 +430,12 @@ def _used_holds(events: list[Ev]) -> set[int]:
     return used
 
 
-def violations(world: World) -> list[str]:
-    """Every guarantee of specs/rcfd.md this schedule's log breaks (empty: none)."""
+def violations(world: World, *, ended: bool = True) -> list[str]:
+    """Every guarantee of specs/rcfd.md this schedule's log breaks (empty: none).
+
+    ended=False checks a log cut short (a deadlock: the threads never end)
+    up to its last line, without the checks of the end state.
+    """
     problems: list[str] = []
     state = State.UNINIT
     used = _used_holds(world.events)
@@ -317,9 +443,12 @@ def violations(world: World) -> list[str]:
     running: Counter[str] = Counter()  # borrow bodies running, per thread
     owner: str | None = None  # who moved OPEN -> CLOSING
     borrows_at_close = 0  # holds when the close began (the closer's own excluded)
+    owning: dict[str, int] = {}  # who holds the borrow of a close it began, from which line
+    count_mismatch = not world.counted  # a hand-written log has no counts to compare
     close_funcs = on_closings = 0
     close_func_done = False
     open_calls: dict[str, list[int]] = {}  # per thread: log index of each call not returned
+    held_at_call: dict[str, list[int]] = {}  # per thread: its holds as each open call began
     close_func_at: dict[str, int] = {}  # who ran close_func, at which log index
 
     def fail(index: int, message: str) -> None:
@@ -339,16 +468,30 @@ def violations(world: World) -> list[str]:
                 fail(i, f"state went {old} -> {new}: states are entered once, in order")
             state = State[new]
             if state is State.CLOSING:
-                owner, borrows_at_close = who, sum(len(hs) for hs in holds.values())
+                # The owner's own borrow (its `+=`) is logged before CLOSING;
+                # it cannot hold another (close inside a borrow is refused).
+                owner = who
+                borrows_at_close = sum(len(hs) for t, hs in holds.items() if t != who)
             if state is State.CLOSED and running_borrows():
                 fail(i, f"CLOSED while borrows run: {running_borrows()} (guarantee 1)")
         elif ev.what == "hold":
             mine.append((i, state))
+            if ev.detail == OWNER_HOLD:
+                if owning:
+                    fail(
+                        i,
+                        f"{who} began a close while {', '.join(owning)} (#"
+                        f"{', #'.join(map(str, owning.values()))}) still runs the one it "
+                        "began: two owners; transitions must be ordered by one lock (guarantee 5)",
+                    )
+                owning[who] = i
         elif ev.what == "unhold":
             if not mine:
                 fail(i, f"{who} released a borrow it did not hold")
             else:
-                mine.pop()
+                index, _ = mine.pop()
+                if owning.get(who) == index:
+                    del owning[who]
         elif ev.what == "fn":
             if not mine:
                 fail(i, f"{who}'s fn runs without a borrow (guarantee 1)")
@@ -365,6 +508,12 @@ def violations(world: World) -> list[str]:
             running[who] -= 1
         elif ev.what == "bad_rawfd":
             fail(i, f"{who}: {ev.detail}")
+        elif ev.what == "unfrozen":
+            fail(
+                i,
+                f"state {ev.detail}: close did not freeze the holders, so new "
+                "borrows are not refused (guarantee 2)",
+            )
         elif ev.what == "close_func":
             close_funcs += 1
             close_func_at[who] = i
@@ -392,9 +541,17 @@ def violations(world: World) -> list[str]:
                 fail(i, "on_closing ran after close_func started")
         elif ev.what == "call":
             open_calls.setdefault(who, []).append(i)
+            held_at_call.setdefault(who, []).append(len(mine))
         elif ev.what == "return":
             kind, result = ev.detail.split(": ", 1)
             began = open_calls.get(who, [-1]).pop() if open_calls.get(who) else -1
+            held = held_at_call[who].pop() if held_at_call.get(who) else len(mine)
+            if len(mine) > held:
+                fail(
+                    i,
+                    f"{who}'s {kind} returned with {len(mine) - held} borrow(s) it took still "
+                    "counted: no release (remove or tombstone) was logged (guarantee 3)",
+                )
             refused = result == "ClosedFDError" and not kind.startswith(CLOSE_KINDS)
             if refused and began < close_func_at.get(who, -1):
                 fail(
@@ -410,7 +567,36 @@ def violations(world: World) -> list[str]:
                 )
             )
 
-    problems.extend(_check_end(world, state, owner, close_funcs, on_closings, holds, running))
+        logged = sum(len(hs) for hs in holds.values())
+        if not count_mismatch and ev.borrows != logged:
+            count_mismatch = True  # reported once: every later line would repeat it
+            fail(
+                i,
+                f"borrow_count={ev.borrows}, but the log has {logged} borrow(s) held: "
+                "a change of the count went unlogged, or a logged one did not change it "
+                "(borrow count exact)",
+            )
+
+    if ended:
+        problems.extend(_check_end(world, state, owner, close_funcs, on_closings, holds, running))
+    elif state is State.CLOSING and not close_funcs and not any(holds.values()):
+        # The threads stopped for good here (a deadlock), so nobody will run it.
+        last = max((i for i, ev in enumerate(world.events) if ev.what == "unhold"), default=-1)
+        fail(
+            last,
+            "the last borrow was released in CLOSING, yet no thread ran close_func and "
+            "none will: a lost wake-up (guarantees 4, 8)",
+        )
+    elif state is State.OPEN:
+        for waiting, starts in open_calls.items():
+            for start in starts:
+                kind = world.events[start].detail
+                if kind.startswith(CLOSE_KINDS):
+                    fail(
+                        start,
+                        f"{waiting}'s {kind} never returned, yet the FD is still OPEN: no "
+                        "close began for it to wait for (no freeze, no CLOSING)",
+                    )
     return problems
 
 
@@ -483,7 +669,7 @@ def _check_end(
     unfinished = [f"{c.who}: {c.kind}" for c in world.calls if c.result is None]
     if unfinished:
         yield f"at the end: calls never returned: {unfinished}"
-    count = len(fd._holders) if fd is not None else 0  # None: a hand-written log, no FD
+    count = live_borrows(fd) if fd is not None else 0  # None: a hand-written log, no FD
     left = {t: len(hs) for t, hs in holds.items() if hs}
     if count != 0 or left or any(running.values()):
         yield (
@@ -492,6 +678,12 @@ def _check_end(
         )
     if fd is not None and fd.state is not state:
         yield f"at the end: fd.state is {fd.state.name} but the log says {state.name}"
+    if fd is not None and is_frozen(fd._holders) != (state is not State.OPEN):
+        yield (
+            f"at the end: the FD is {state.name} and its holders are "
+            f"{'frozen' if is_frozen(fd._holders) else 'not frozen'}: frozen <=> not OPEN, "
+            "else a borrow is refused while OPEN or taken after close began"
+        )
     if owner is None:
         if state is not State.OPEN or close_funcs:
             yield (
@@ -526,12 +718,14 @@ class Run:
     max_preemptions: int = 0
     seed: int | None = None
     outcomes: tuple[tuple[str, int], ...] = ()  # distinct call results seen, with counts
+    gil: bool = True  # CPython with the GIL: FD._guard unsplit at bytecode granularity
 
     @property
     def label(self) -> str:
+        where = self.granularity if self.gil or self.granularity == "line" else "opcode, no GIL"
         if self.strategy == "dfs":
-            return f"dfs(preemptions<={self.max_preemptions}, {self.granularity})"
-        return f"{self.strategy}(seed={self.seed}, {self.granularity})"
+            return f"dfs(preemptions<={self.max_preemptions}, {where})"
+        return f"{self.strategy}(seed={self.seed}, {where})"
 
 
 def explore(
@@ -542,8 +736,13 @@ def explore(
     iterations: int,
     max_preemptions: int = 1,
     seed: int = 0,
+    gil: bool = True,
 ) -> Run:
-    """Explore `scenario`; stop at the first failing schedule (it is in `.failure`)."""
+    """Explore `scenario`; stop at the first failing schedule (it is in `.failure`).
+
+    gil=False lets bytecode granularity split FD._guard too (see
+    MonitoredFD._guard): threads as a free-threaded build could run them.
+    """
     strat: str | it.Strategy = strategy
     if strategy == "dfs":
         strat = it.DFSStrategy(max_preemptions=max_preemptions)
@@ -552,7 +751,7 @@ def explore(
     OUTCOMES.clear()
     with _no_gc():
         result = it.explore(
-            model_for(scenario),
+            model_for(scenario, gil=gil and granularity == "opcode"),
             iterations=iterations,
             seed=seed,
             strategy=strat,
@@ -571,6 +770,29 @@ def explore(
         max_preemptions,
         None if strategy == "dfs" else seed,
         tuple(sorted(OUTCOMES.items())),
+        gil,
+    )
+
+
+def describe_failure(failure: it.Failure, *, max_steps: int = 40) -> str:
+    """interleave-test's report of a failing schedule, and for a deadlock or a
+    hang (whose model never reached its checks) the timeline up to the point
+    where the threads stopped, with what that much of the log already breaks.
+
+    Call it right after the failing exploration or replay: the timeline is the
+    latest schedule's (LAST_WORLD).
+    """
+    report = failure.format(max_steps=max_steps)
+    world = LAST_WORLD
+    if failure.kind == "exception" or world is None:
+        return report  # the AssertionError already carries the checks and the timeline
+    problems = violations(world, ended=False)
+    broken = "\n".join(problems) if problems else "(nothing yet: the threads only stopped)"
+    stuck = ", ".join(f"{c.who}: {c.kind}" for c in world.calls if c.result is None) or "none"
+    return (
+        f"{report}\n\n{world.scenario.name}: the log up to the {failure.kind} breaks:\n"
+        f"{broken}\ncalls that never returned: {stuck}\n\n"
+        f"timeline up to the {failure.kind}:\n{world.timeline()}"
     )
 
 
@@ -584,6 +806,7 @@ def save_failure(run: Run, directory: Path) -> Path:
         "scenario": run.scenario.name,
         "search": run.label,
         "kind": failure.kind,
+        "gil": run.gil,
         "schedule": json.loads(failure.schedule.to_json()),
         "report": failure.format(),
     }
@@ -595,8 +818,9 @@ def replay(scenario: Scenario, path: Path) -> it.Result:
     """Rerun one saved schedule exactly (same Python version as the recording)."""
     record = json.loads(path.read_text())
     schedule = it.Schedule.from_json(json.dumps(record["schedule"]))
+    model = model_for(scenario, gil=record.get("gil", True) and schedule.granularity == "opcode")
     with _no_gc():
-        return it.replay(model_for(scenario), schedule, include=[RCFD_DIR], raise_on_failure=False)
+        return it.replay(model, schedule, include=[RCFD_DIR], raise_on_failure=False)
 
 
 @contextlib.contextmanager

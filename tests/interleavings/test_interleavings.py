@@ -8,6 +8,7 @@ random and PCT schedules); `make explore-long` raises the preemption bound.
 from __future__ import annotations
 
 import sys
+from array import array
 
 import pytest
 
@@ -31,7 +32,9 @@ def test_every_schedule_keeps_the_guarantees(scenario: harness.Scenario) -> None
     runs.append(harness.explore(scenario, "pct", granularity="opcode", iterations=20))
     for run in runs:
         if run.failure is not None:
-            pytest.fail(f"{run.label}: schedule {run.schedules}\n{run.failure.format()}")
+            pytest.fail(
+                f"{run.label}: schedule {run.schedules}\n{harness.describe_failure(run.failure)}"
+            )
     assert runs[0].exhausted, f"DFS did not exhaust its bound in {runs[0].schedules} schedules"
 
 
@@ -124,3 +127,99 @@ def test_checker_reports_a_refused_borrow_that_runs_close_func() -> None:
         ("b", "return", "do: ClosedFDError", State.CLOSED),
     )
     assert any("refused, yet ran close_func" in p for p in harness.violations(world))
+
+
+def test_checker_reports_two_owners() -> None:
+    world = _world(
+        OPENED,
+        ("c1", "hold", harness.OWNER_HOLD, State.OPEN),
+        ("c2", "hold", harness.OWNER_HOLD, State.OPEN),
+    )
+    assert any("two owners" in p for p in harness.violations(world))
+
+
+def test_checker_reports_a_closing_state_without_the_freeze() -> None:
+    world = _world(OPENED, CLOSING, ("closer", "unfrozen", "CLOSING, ...", State.CLOSING))
+    assert any("did not freeze the holders" in p for p in harness.violations(world))
+
+
+def test_checker_reports_a_count_the_log_does_not_explain() -> None:
+    world = _world(OPENED, ("b", "hold", "append", State.OPEN))
+    world.counted = True
+    world.events[-1] = Ev("b", "hold", "append", State.OPEN, 2)  # two counted, one logged
+    assert any("borrow_count=2, but the log has 1" in p for p in harness.violations(world))
+
+
+# The logging containers: each change logged once, and the freeze still refuses.
+
+
+def test_holders_log_each_change_and_keep_the_freeze() -> None:
+    world = World(BY_NAME["borrowers_closer/2"])
+    holders = harness.HoldList(world)
+    holders.append(1)
+    holders += array("L", (2,))
+    holders.remove(1)
+    assert not harness.is_frozen(holders)
+    freeze = memoryview(holders)  # what close() stores in _closer.freeze
+    assert harness.is_frozen(holders)
+    for change in (
+        lambda: holders.append(3),
+        lambda: holders.remove(2),
+        lambda: holders.__iadd__(array("L", (4,))),
+    ):
+        with pytest.raises(BufferError):
+            change()
+    assert [(ev.what, ev.detail) for ev in world.events] == [
+        ("hold", "append"),
+        ("hold", harness.OWNER_HOLD),
+        ("unhold", "remove"),
+    ]  # the refused changes logged nothing
+    assert list(holders) == [2]
+    freeze.release()
+
+
+def test_tombstones_are_logged_as_releases() -> None:
+    world = World(BY_NAME["borrowers_closer/2"])
+    fd = world.fd = harness.MonitoredFD(world, None)
+    world.counted = True
+    fd.close(timeout=10)  # outside a run: plain threads, the same steps (no hang if broken)
+    closer = fd._closer
+    assert closer is not None and isinstance(closer.released, harness.Tombstones)
+    assert [(ev.what, ev.detail, ev.borrows) for ev in world.events] == [
+        ("state", "UNINIT -> OPEN", 0),
+        ("hold", harness.OWNER_HOLD, 1),
+        ("state", "OPEN -> CLOSING", 1),
+        ("unhold", "tombstone", 0),  # the owner's release, after the freeze
+        ("close_func", "rawfd=7", 0),
+        ("close_func_end", "", 0),
+        ("state", "CLOSING -> CLOSED", 0),
+    ]
+    assert harness.violations(world) == []
+
+
+def test_checker_reports_a_borrow_that_returns_still_counted() -> None:
+    world = _world(
+        OPENED,
+        ("b", "call", "do", State.OPEN),
+        ("b", "hold", "append", State.OPEN),
+        ("b", "fn", "rawfd=7", State.OPEN),
+        ("b", "fn_end", "", State.OPEN),
+        ("b", "return", "do: ok", State.OPEN),
+    )
+    assert any("still counted" in p for p in harness.violations(world))
+
+
+def test_checker_reports_a_lost_wake_up_in_a_cut_short_log() -> None:
+    world = _world(
+        OPENED,
+        ("b", "hold", "append", State.OPEN),
+        CLOSING,
+        ("b", "unhold", "tombstone", State.CLOSING),
+    )
+    assert any("lost wake-up" in p for p in harness.violations(world, ended=False))
+    assert not any("lost wake-up" in p for p in harness.violations(world))  # the end checks
+
+
+def test_checker_reports_a_close_waiting_on_an_open_fd_in_a_cut_short_log() -> None:
+    world = _world(OPENED, ("closer", "call", "close", State.OPEN))
+    assert any("no close began" in p for p in harness.violations(world, ended=False))
