@@ -1,7 +1,7 @@
 """FD: one raw file descriptor shared between threads, closed exactly once.
 
 The rules live in rcfd._lifecycle.step; this module applies them and does
-what the outcome says. A borrow takes no lock: its entry is one append to
+what the outcome says. A borrow takes no lock: its entry is one insert into
 `_holders`, an array that close() *freezes* (a memoryview export makes any
 resize fail atomically with BufferError), so "still OPEN? then count me" is a
 single step no other thread can split. The lock orders the transitions only,
@@ -53,10 +53,14 @@ _get_ident = threading.get_ident
 _new_borrow = object.__new__
 
 # The holders of every UNINIT FD: empty and frozen for good, so that a borrow
-# of an FD that init() has not opened fails in its one append. init() gives the
+# of an FD that init() has not opened fails in its one insert. init() gives the
 # FD an array of its own as its last step.
 _NO_BORROWS = array("L")
 _NO_BORROWS_FREEZE = memoryview(_NO_BORROWS)
+
+# Orders the publication of each FD's lazily made lock (FD._guard). Held for a
+# test and a store only: no allocation (so no finalizer) and no call under it.
+_MAKING_LOCKS = threading.Lock()
 
 
 class _Closer:
@@ -182,14 +186,16 @@ class FD:
         holders = self._holders
         try:
             # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); every other state
-            # refuses, and has frozen the holders: this append is the whole
-            # check-and-count, one atomic step.
-            holders.append(tid)
+            # refuses, and has frozen the holders: this insert is the whole
+            # check-and-count, one atomic step. At the front, so that the
+            # release's remove() meets its own entry first, not the entries
+            # of threads that the GIL preempted inside their borrows.
+            holders.insert(0, tid)
         except BufferError:
             _check_callable("do", "fn", fn)  # a bad fn is reported first
             raise self._refused(holders) from None
         except BaseException:
-            # (Signals rule) An interrupt as append returned: the borrow is
+            # (Signals rule) An interrupt as insert returned: the borrow is
             # counted, and this handler is its record. Give it back.
             self._release(tid)
             raise
@@ -354,10 +360,11 @@ class FD:
         only; an FD that is only ever borrowed needs none."""
         lock = self._lock
         if lock is None:
-            new = threading.Lock()
-            # One line, no call: two threads that both found None (under the
-            # GIL) still agree on one lock.
-            lock = self._lock = new if self._lock is None else self._lock
+            new = threading.Lock()  # made first: nothing is allocated under _MAKING_LOCKS
+            with _MAKING_LOCKS:  # two threads that both found None agree on one lock
+                if self._lock is None:
+                    self._lock = new
+                lock = self._lock
         return lock
 
     def _counts(self, tid: int) -> tuple[int, int]:
@@ -404,7 +411,7 @@ class FD:
         self._registry = registry
 
     def _refused(self, holders: array[int]) -> FDError:
-        """The error for a borrow whose append met frozen `holders`."""
+        """The error for a borrow whose insert met frozen `holders`."""
         if holders is _NO_BORROWS:
             return UninitializedFDError(Event.BORROW)
         # CLOSING or CLOSED: the lock waits out a close that froze the holders
@@ -692,10 +699,10 @@ class Borrow:
         tid = self._tid = _get_ident()
         holders = fd._holders
         try:
-            holders.append(tid)  # check-and-count in one step, as in FD.do
+            holders.insert(0, tid)  # check-and-count in one step, as in FD.do
         except BufferError:
             raise fd._refused(holders) from None
-        except BaseException:  # (Signals rule) interrupted as append returned:
+        except BaseException:  # (Signals rule) interrupted as insert returned:
             fd._release(tid)  # no __exit__ will come
             raise
         return fd._rawfd

@@ -7,8 +7,8 @@ borrows counted for threads that do not exist there (a close() in the child
 would wait for them forever). The at-fork hook below repairs both, in the
 child only, right after the fork (specs/rcfd.md, "Fork"):
 
-  * every FD drops its lock (the next transition makes a fresh one), and
-    every LifetimeRegistry gets a fresh lock;
+  * every FD drops its lock (the next transition makes a fresh one), the
+    lock that orders making them is fresh, and so is every registry's;
   * borrows held by threads other than the forking one are dropped: in the
     child those borrows will never end, and their numbers are not in use;
   * an FD that was CLOSING is finished as the close would have been: if no
@@ -49,12 +49,14 @@ def install() -> None:
 def _after_fork_in_child() -> None:
     # Imported here: rcfd._fd imports this module, and the hook runs long
     # after both are loaded.
+    from rcfd import _fd
     from rcfd._fd import FD
     from rcfd._lifecycle import State
     from rcfd._registry import LifetimeRegistry
 
     me = threading.get_ident()  # the forking thread keeps its ident in the child
     closing: list[FD] = []
+    _fd._MAKING_LOCKS = threading.Lock()
     for obj in gc.get_objects():
         if isinstance(obj, FD):
             obj._lock = None

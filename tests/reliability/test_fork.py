@@ -171,3 +171,19 @@ def test_child_can_track_lifetimes_while_a_parent_thread_holds_the_registry_lock
         in_child(child)
     finally:
         holder.stop()
+
+
+def test_child_can_close_while_a_parent_thread_was_making_an_fd_lock() -> None:
+    from rcfd import _fd
+
+    holder = LockHolder(_fd._MAKING_LOCKS)  # a parent thread inside FD._guard
+
+    def child() -> None:
+        fd, closer = open_fd("memfd")  # no lock yet: the close makes it
+        fd.close()
+        assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+    try:
+        in_child(child)
+    finally:
+        holder.stop()

@@ -1,6 +1,6 @@
 """An interrupt that lands right after one of the FD's single-call steps.
 
-The borrow entry (`holders.append(tid)`) and the freeze that begins a close
+The borrow entry (`holders.insert(0, tid)`) and the freeze that begins a close
 (`freeze.extend(map(memoryview, ...))`) are each one C call, and each is the
 last call of its `try` block. CPython checks for signals at the end of a call,
 so a KeyboardInterrupt can land after the step took effect but before the
@@ -8,7 +8,7 @@ next line: the handler that covers the call must then treat the step as done.
 test_interrupt_points.py cannot raise at exactly that point (its trace
 function raises at the next instruction, which a different handler covers),
 so these tests make the step itself raise after taking effect: the holders
-are an array whose append appends and then raises, and the freeze's map is
+are an array whose insert inserts and then raises, and the freeze's map is
 an iterator that yields the view and then raises. specs/rcfd.md, "Signals".
 """
 
@@ -37,20 +37,20 @@ else:
     IntArray = array  # array[int] is subscriptable at run time only from 3.12
 
 
-class AppendThenInterrupt(IntArray):
-    """Holders whose next append takes effect, then raises Injected."""
+class InsertThenInterrupt(IntArray):
+    """Holders whose next insert takes effect, then raises Injected."""
 
     armed = True
 
-    def append(self, tid: int, /) -> None:
-        super().append(tid)
+    def insert(self, index: int, tid: int, /) -> None:
+        super().insert(index, tid)
         if self.armed:
             self.armed = False
             raise Injected
 
 
-def interrupting_holders(fd: rcfd.FD) -> AppendThenInterrupt:
-    holders = AppendThenInterrupt("L", fd._holders)
+def interrupting_holders(fd: rcfd.FD) -> InsertThenInterrupt:
+    holders = InsertThenInterrupt("L", fd._holders)
     fd._holders = holders  # OPEN and unshared: nothing to carry over but the entries
     return holders
 
@@ -133,7 +133,7 @@ def test_close_interrupted_before_the_freeze_changes_nothing(
 
 
 def test_borrow_refused_while_a_close_freezes_reports_the_closing_state() -> None:
-    # A borrow whose append meets the freeze reads the state under the lock,
+    # A borrow whose insert meets the freeze reads the state under the lock,
     # after the close has written it: never "OPEN", never a wrong error.
     fd, closer = open_fd()
     held = HeldBorrow(fd)
