@@ -341,7 +341,9 @@ class FD:
         # Unreachable, so no borrow can be running (a borrow holds a reference)
         # and no other thread can touch this FD: no lock needed. Globals are
         # bound as defaults because this may run during interpreter shutdown.
-        transition = step(self._state, self._counts(0)[0], 0, _finalize)
+        closer = self._closer  # the count inline: one call less where a signal can land
+        running = len(self._holders) - (0 if closer is None else len(closer.released))
+        transition = step(self._state, running, 0, _finalize)
         if transition.outcome is not Outcome.RUN_CLOSE:
             return
         _warn(f"unclosed {self!r}", ResourceWarning, source=self)
