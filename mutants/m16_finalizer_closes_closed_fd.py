@@ -17,10 +17,10 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "transition = step(self._state, self._counts(0)[0], 0, _finalize)",
+            "transition = step(self._state, running, 0, _finalize)",
             "transition = step(  # mutant: 'a number is set, so close it'\n"
             "            _OPEN if self._rawfd >= 0 else self._state,\n"
-            "            self._counts(0)[0], 0, _finalize,\n"
+            "            running, 0, _finalize,\n"
             "        )",
         ),
     ),
