@@ -55,7 +55,7 @@ Action = Literal[
     "await",  # wait for the thread's call to return (or its close deadline to pass)
 ]
 
-Pause = Literal["", "after-unlock", "before-lock", "before-append"]
+Pause = Literal["", "after-unlock", "before-lock", "before-insert"]
 
 GUARANTEES: dict[int, str] = {
     0: "the lifetime registry counts every init and release, with the init stack",
@@ -79,8 +79,8 @@ class Step:
     timeout: float | None = None  # for close
     # Preempt the thread, until a resume step, right after the next time this
     # call releases the FD's lock ("after-unlock"), right before it next takes
-    # it ("before-lock"), or right before its next append to the FD's holders
-    # ("before-append": a borrow's entry, which takes no lock): a context switch
+    # it ("before-lock"), or right before its next insert into the FD's holders
+    # ("before-insert": a borrow's entry, which takes no lock): a context switch
     # exactly where a check-then-act bug shows (the check in one step, the act
     # in another).
     pause: Pause = ""
@@ -364,16 +364,16 @@ else:
 
 class _PausingHolders(_Holders):
     """The FD's holders (an array("L") of thread idents), plus a preemption
-    point: a worker whose pause is armed stops right before its next append
+    point: a worker whose pause is armed stops right before its next insert
     (a borrow's entry: the one step of a borrow, which takes no lock), until
     the driver resumes it. Everything else, the freeze included (a memoryview
     export of this very array), is the array's own behaviour."""
 
     replayer: _Replayer
 
-    def append(self, value: int, /) -> None:
-        self.replayer.preempt("before-append", "(preempted before its append to the holders)")
-        super().append(value)
+    def insert(self, index: int, value: int, /) -> None:
+        self.replayer.preempt("before-insert", "(preempted before its insert into the holders)")
+        super().insert(index, value)
 
 
 class _Replayer:
@@ -409,7 +409,7 @@ class _Replayer:
         if any(s.pause in ("after-unlock", "before-lock") for s in scenario.steps):
             # FD has __slots__ and no setter: object.__setattr__ is the honest way in.
             object.__setattr__(self.fd, "_lock", _PausingLock(self, self.fd._guard()))
-        if any(s.pause == "before-append" for s in scenario.steps):
+        if any(s.pause == "before-insert" for s in scenario.steps):
             # The FD is OPEN with no borrow yet: its holders are an empty, unfrozen
             # array, which an empty one of the harness's replaces unnoticed.
             assert self.fd.state is rcfd.State.OPEN and self.fd.borrow_count == 0

@@ -9,10 +9,10 @@ MUTANT = Mutant(
     guarantees=(2, 4),
     explanation=(
         "A borrow is refused only because close() froze the holders: a memoryview "
-        "export makes the borrow's append fail. Here the closer makes the export "
+        "export makes the borrow's insert fail. Here the closer makes the export "
         "the tidy way, in a `with memoryview(holders) as view:` block, which "
         "releases it at the end of the block: the state says CLOSING, but the "
-        "holders take appends again. A borrow that starts after close() began uses "
+        "holders take inserts again. A borrow that starts after close() began uses "
         "a number that is about to be closed, and a steady stream of them would "
         "keep the count above zero; worse, the releases also learn of the close "
         "from the freeze, so none of them runs close_func and close() waits for "

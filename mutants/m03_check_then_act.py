@@ -15,42 +15,42 @@ def _then_ask_the_state(fd: str) -> str:
 
 MUTANT = Mutant(
     name="check-then-act",
-    title="the borrow reads the state, then appends, with the holders never frozen",
+    title="the borrow reads the state, then inserts, with the holders never frozen",
     guarantees=(1, 2),
     explanation=(
         "The lock-free borrow written the obvious way: do() reads 'OPEN?', then "
-        "appends its thread to the holders, and close() relies on that check "
+        "inserts its thread into the holders, and close() relies on that check "
         "instead of freezing the holders (releases look at the state after "
         "removing their entry, as they did when the borrow took a lock). Under the "
         "GIL each step is atomic; the pair is not. A close that runs between the "
-        "check and the append sees no borrow and closes the number; the borrower "
+        "check and the insert sees no borrow and closes the number; the borrower "
         "then counts itself into a CLOSED FD and calls fn on a closed number. "
         "Every single-threaded test passes; only a context switch exactly between "
         "the two steps shows it, which is why the harness can preempt a borrow "
-        "right before its append (pause='before-append') and why the interleaving "
-        "explorer exists. rcfd makes the append itself the check: after the freeze "
+        "right before its insert (pause='before-insert') and why the interleaving "
+        "explorer exists. rcfd makes the insert itself the check: after the freeze "
         "it fails."
     ),
     edits=(
         # The borrow's check, then its act (do() and Borrow.__enter__).
         Edit(
             "rcfd/_fd.py",
-            "holders = self._holders\ntry:\n    holders.append(tid)\n",
+            "holders = self._holders\ntry:\n    holders.insert(0, tid)\n",
             "holders = self._holders\n"
             "if self._state is not _OPEN:  # mutant: check the state, ...\n"
             '    _check_callable("do", "fn", fn)\n'
             "    raise self._refused(holders)\n"
             "try:\n"
-            "    holders.append(tid)  # mutant: ... then count, a second step\n",
+            "    holders.insert(0, tid)  # mutant: ... then count, a second step\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "holders = fd._holders\ntry:\n    holders.append(tid)\n",
+            "holders = fd._holders\ntry:\n    holders.insert(0, tid)\n",
             "holders = fd._holders\n"
             "if fd._state is not _OPEN:  # mutant: check the state, ...\n"
             "    raise fd._refused(holders)\n"
             "try:\n"
-            "    holders.append(tid)  # mutant: ... then count, a second step\n",
+            "    holders.insert(0, tid)  # mutant: ... then count, a second step\n",
         ),
         # The close commits CLOSING and trusts the borrows' check: no freeze.
         Edit(
@@ -84,7 +84,7 @@ MUTANT = Mutant(
     ),
     scenario=Scenario(
         steps=(
-            Step("T1", "borrow", pause="before-append"),
+            Step("T1", "borrow", pause="before-insert"),
             Step("T2", "close"),
             Step("T1", "resume"),
             Step("T1", "return"),

@@ -9,10 +9,10 @@ MUTANT = Mutant(
     guarantees=(10, 1),
     explanation=(
         "do()'s refusal path copies the clean-up of the handler right below it "
-        "('an interrupt as append returned: the borrow is counted, give it back') "
+        "('an interrupt as insert returned: the borrow is counted, give it back') "
         "and gives back a borrow the way a release after the freeze does: a "
         "tombstone, then the RUN_CLOSE check. But a frozen array refuses before it "
-        "changes: the refused append never counted, so its tombstone cancels "
+        "changes: the refused insert never counted, so its tombstone cancels "
         "another thread's running borrow. The count reaches zero while that borrow "
         "still runs, and the refused borrower itself runs close_func under it, then "
         "raises ClosedFDError as if nothing had happened. The mirror image of the "

@@ -5,7 +5,7 @@ Each scenario is the shortest sequence of steps that shows one catalog bug
 real threads and bounded waits, it must break nothing. Against its mutant it
 breaks the guarantee the mutant's entry names, which is how `make mutants`
 kills the bugs that no other check reaches (a preemption right before a
-borrow's append, a close inside a borrow, a refused call that moves the count).
+borrow's insert, a close inside a borrow, a refused call that moves the count).
 """
 
 from __future__ import annotations

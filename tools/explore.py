@@ -13,14 +13,14 @@ Needs Python 3.12+ (interleave-test is built on sys.monitoring).
 
     python tools/explore.py                    # make verify: preemptions<=1, 100 random, 100 PCT
     python tools/explore.py --preemptions 2 --random 2000 --pct 2000   # make explore-long
-    python tools/explore.py --no-gil --dfs-off  # threads as a free-threaded build runs them
+    python tools/explore.py --dfs-off          # only the random and PCT schedules
 
 Bytecode granularity preempts between any two instructions, finer than
-CPython with the GIL, which switches threads only as a function starts, after
-a call returns and on a backward jump. rcfd relies on that in one place
-(FD._guard publishes the lazily made lock in one line with none of those), so
-random and PCT run each FD._guard call unsplit unless --no-gil; the
-line-granularity DFS still preempts at each of FD._guard's lines.
+CPython with the GIL (which switches threads only as a function starts, after
+a call returns and on a backward jump). rcfd needs no atomicity beyond its
+single C calls (an insert, a remove, a `+=`, the freeze) and its locks, so
+nothing runs unsplit: every line and instruction of rcfd/ is a scheduling
+point, FD._guard's included.
 """
 
 from __future__ import annotations
@@ -46,12 +46,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save", type=Path, default=ROOT / "build" / "interleavings")
     parser.add_argument("--replay", type=Path, help="rerun one saved failing schedule")
     parser.add_argument("--outcomes", action="store_true", help="list the call results seen")
-    parser.add_argument(
-        "--no-gil",
-        action="store_true",
-        help="random and PCT may split FD._guard too, whose one-line lock publication "
-        "only the GIL keeps whole (threads as a free-threaded build runs them)",
-    )
     parser.add_argument(
         "--dfs-off", action="store_true", help="skip the DFS: only random and PCT schedules"
     )
@@ -98,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
                         granularity="opcode",
                         iterations=count,
                         seed=args.seed,
-                        gil=not args.no_gil,
                     )
                 )
         schedules = sum(run.schedules for run in runs)

@@ -3,11 +3,12 @@ guarantees of specs/rcfd.md on every schedule it explores.
 
 How the production FD is observed. interleave-test serializes the threads
 of a scenario and chooses who runs next at every scheduling point: each
-line (or bytecode instruction) of rcfd/ and each Lock operation. Only rcfd/
+line (or bytecode instruction) of rcfd/, FD._guard's included, and each Lock
+operation (rcfd's module lock too: `_modelled_making_locks`). Only rcfd/
 is traced (`include=`), so this file's code runs atomically between two
 points. `MonitoredFD` is the production FD with the fields that carry the
 state and the count replaced by logging versions: `_state`; `_holders`, the
-array a borrow appends its thread to and close() freezes (`HoldList`); and
+array a borrow inserts its thread into and close() freezes (`HoldList`); and
 each closer's `released`, where a release after the freeze writes its
 tombstone (`Tombstones`). Every change the FD makes to them (with or without
 its lock) is appended to one event log, in the order it happened, with the
@@ -42,7 +43,7 @@ from typing import Self, cast
 import interleave_test as it
 
 import rcfd
-from rcfd import FD
+from rcfd import FD, _fd
 from rcfd._fd import _Closer
 from rcfd._lifecycle import State
 
@@ -94,12 +95,13 @@ class HoldList(array[int]):
     freezes it the same way: the memoryview export it stores in
     `_closer.freeze` is an export of this object, and every resize below goes
     through the base class, which raises BufferError once it is frozen. The
-    log line comes after the base call: a refused append (or a remove that
+    log line comes after the base call: a refused insert (or a remove that
     meets the freeze) raises before anything is logged.
 
-    rcfd changes the holders only by append (a borrow), remove (a release in
-    OPEN) and `+=` (the owner's borrow in close); any other change would go
-    unlogged and show up as a count mismatch (`violations`).
+    rcfd changes the holders only by insert (a borrow, at the front), remove
+    (a release in OPEN) and `+=` (the owner's borrow in close); `append` is
+    logged too, so that a borrow written either way is seen. Any other change
+    would go unlogged and show up as a count mismatch (`violations`).
     """
 
     _world: World
@@ -111,8 +113,12 @@ class HoldList(array[int]):
         holders._world = world
         return holders
 
+    def insert(self, index: int, tid: int, /) -> None:
+        super().insert(index, tid)  # BufferError once frozen: a refused borrow logs nothing
+        self._world.log("hold", "insert")
+
     def append(self, tid: int, /) -> None:
-        super().append(tid)  # BufferError once frozen: a refused borrow logs nothing
+        super().append(tid)  # as insert: refused once frozen, then nothing is logged
         self._world.log("hold", "append")
 
     def remove(self, tid: int, /) -> None:
@@ -156,7 +162,8 @@ setattr(Tombstones, "__iadd__", _logged_tombstones)  # noqa: B010
 
 def is_frozen(holders: array[int]) -> bool:
     """Whether `holders` refuses a resize (close() froze it): tried with the
-    base append, which logs nothing, and undone at once. Call it only from
+    base append, which logs nothing, and undone at once (any resize is refused
+    by the freeze alike, insert included). Call it only from
     this file's code, which runs without scheduling points."""
     try:
         array.append(holders, 0)
@@ -194,25 +201,7 @@ class MonitoredFD(FD):
             self._world.log("state", f"{old.name} -> {new.name}")
             if new is not State.OPEN and not is_frozen(self._holders):
                 # rcfd freezes the holders before it writes a closing state.
-                self._world.log("unfrozen", f"{new.name}, yet a borrow's append would succeed")
-
-    def _guard(self) -> threading.Lock:
-        """FD._guard, whose one line that publishes a new lock runs unsplit
-        when the world says so (`World.gil`, bytecode granularity only).
-
-        CPython with the GIL switches threads only where it checks for pending
-        work (a function's start, after a call returns, a backward jump), and
-        that line has none of them: `_guard` relies on this. Bytecode
-        granularity preempts between any two instructions, which no GIL build
-        does; there two threads could each publish a lock of their own and
-        both enter a transition (a free-threaded build could). So each call
-        runs whole there; line granularity keeps its points inside `_guard`
-        (between the None check and the publication: the race it resolves).
-        """
-        if not self._world.gil:
-            return FD._guard(self)
-        with it.no_interleave():
-            return FD._guard(self)
+                self._world.log("unfrozen", f"{new.name}, yet a borrow's insert would succeed")
 
     @property
     def _closer(self) -> _Closer | None:
@@ -275,9 +264,6 @@ class World:
     """Everything one schedule of one scenario shares: the FD and the log."""
 
     scenario: Scenario
-    # FD._guard runs unsplit (see MonitoredFD._guard): the model of CPython
-    # with the GIL at bytecode granularity, where the scheduler would split it.
-    gil: bool = False
     # The log's counts are an FD's borrow_count (False: a hand-written log).
     counted: bool = False
     events: list[Ev] = field(default_factory=list)
@@ -364,16 +350,16 @@ OUTCOMES: Counter[str] = Counter()
 LAST_WORLD: World | None = None
 
 
-def model_for(scenario: Scenario, *, gil: bool = False) -> Callable[[], None]:
-    """The zero-argument program interleave-test runs once per schedule.
-
-    gil=True runs each FD._guard call unsplit (MonitoredFD._guard), for
-    bytecode granularity; explore() and replay() decide it.
-    """
+def model_for(scenario: Scenario) -> Callable[[], None]:
+    """The zero-argument program interleave-test runs once per schedule."""
 
     def model() -> None:
+        with _modelled_making_locks():
+            run_scenario()
+
+    def run_scenario() -> None:
         global LAST_WORLD
-        world = LAST_WORLD = World(scenario, gil=gil)
+        world = LAST_WORLD = World(scenario)
         world.names[threading.get_ident()] = "main"
         world.fd = MonitoredFD(world, world.on_closing if scenario.on_closing else None)
         world.counted = True
@@ -402,6 +388,28 @@ def model_for(scenario: Scenario, *, gil: bool = False) -> Callable[[], None]:
     return model
 
 
+@contextlib.contextmanager
+def _modelled_making_locks() -> Iterator[None]:
+    """rcfd's module lock that orders the publication of each FD's lazy lock
+    (`_MAKING_LOCKS`, used by FD._guard), as one of interleave-test's locks
+    for the length of one schedule.
+
+    interleave-test models the locks made inside a run (it patches
+    threading.Lock then: the FD's own lock, made by FD._guard, is one); this
+    one was made when rcfd was imported, so it is a real lock, and a thread
+    that blocked on it while the scheduler had preempted its holder inside
+    FD._guard would block for good (the run ends as a hang). Its modelled
+    stand-in blocks the same way, but as the scheduler sees it: acquiring it
+    is a scheduling point, and the holder runs on.
+    """
+    real = _fd._MAKING_LOCKS
+    _fd._MAKING_LOCKS = threading.Lock()  # made inside the run: interleave-test's Lock
+    try:
+        yield
+    finally:
+        _fd._MAKING_LOCKS = real
+
+
 # -- the guarantees ----------------------------------------------------------
 
 BORROW_RESULTS = frozenset({"ok", "ClosedFDError"})
@@ -411,7 +419,7 @@ CLOSE_KINDS = ("close", "detach")
 def _used_holds(events: list[Ev]) -> set[int]:
     """Indices of the hold events under which something used the number.
 
-    A refused borrow logs no hold (its append fails on the freeze), but a
+    A refused borrow logs no hold (its insert fails on the freeze), but a
     hold can still be given back unused: the closer's own borrow without
     on_closing, or a borrow taken back after an interrupt. Such a hold is not
     a borrow that runs. A hold is used when its thread calls fn (or, for the
@@ -718,14 +726,12 @@ class Run:
     max_preemptions: int = 0
     seed: int | None = None
     outcomes: tuple[tuple[str, int], ...] = ()  # distinct call results seen, with counts
-    gil: bool = True  # CPython with the GIL: FD._guard unsplit at bytecode granularity
 
     @property
     def label(self) -> str:
-        where = self.granularity if self.gil or self.granularity == "line" else "opcode, no GIL"
         if self.strategy == "dfs":
-            return f"dfs(preemptions<={self.max_preemptions}, {where})"
-        return f"{self.strategy}(seed={self.seed}, {where})"
+            return f"dfs(preemptions<={self.max_preemptions}, {self.granularity})"
+        return f"{self.strategy}(seed={self.seed}, {self.granularity})"
 
 
 def explore(
@@ -736,13 +742,8 @@ def explore(
     iterations: int,
     max_preemptions: int = 1,
     seed: int = 0,
-    gil: bool = True,
 ) -> Run:
-    """Explore `scenario`; stop at the first failing schedule (it is in `.failure`).
-
-    gil=False lets bytecode granularity split FD._guard too (see
-    MonitoredFD._guard): threads as a free-threaded build could run them.
-    """
+    """Explore `scenario`; stop at the first failing schedule (it is in `.failure`)."""
     strat: str | it.Strategy = strategy
     if strategy == "dfs":
         strat = it.DFSStrategy(max_preemptions=max_preemptions)
@@ -751,7 +752,7 @@ def explore(
     OUTCOMES.clear()
     with _no_gc():
         result = it.explore(
-            model_for(scenario, gil=gil and granularity == "opcode"),
+            model_for(scenario),
             iterations=iterations,
             seed=seed,
             strategy=strat,
@@ -770,7 +771,6 @@ def explore(
         max_preemptions,
         None if strategy == "dfs" else seed,
         tuple(sorted(OUTCOMES.items())),
-        gil,
     )
 
 
@@ -806,7 +806,6 @@ def save_failure(run: Run, directory: Path) -> Path:
         "scenario": run.scenario.name,
         "search": run.label,
         "kind": failure.kind,
-        "gil": run.gil,
         "schedule": json.loads(failure.schedule.to_json()),
         "report": failure.format(),
     }
@@ -818,9 +817,8 @@ def replay(scenario: Scenario, path: Path) -> it.Result:
     """Rerun one saved schedule exactly (same Python version as the recording)."""
     record = json.loads(path.read_text())
     schedule = it.Schedule.from_json(json.dumps(record["schedule"]))
-    model = model_for(scenario, gil=record.get("gil", True) and schedule.granularity == "opcode")
     with _no_gc():
-        return it.replay(model, schedule, include=[RCFD_DIR], raise_on_failure=False)
+        return it.replay(model_for(scenario), schedule, include=[RCFD_DIR], raise_on_failure=False)
 
 
 @contextlib.contextmanager

@@ -144,9 +144,9 @@ def test_checker_reports_a_closing_state_without_the_freeze() -> None:
 
 
 def test_checker_reports_a_count_the_log_does_not_explain() -> None:
-    world = _world(OPENED, ("b", "hold", "append", State.OPEN))
+    world = _world(OPENED, ("b", "hold", "insert", State.OPEN))
     world.counted = True
-    world.events[-1] = Ev("b", "hold", "append", State.OPEN, 2)  # two counted, one logged
+    world.events[-1] = Ev("b", "hold", "insert", State.OPEN, 2)  # two counted, one logged
     assert any("borrow_count=2, but the log has 1" in p for p in harness.violations(world))
 
 
@@ -156,13 +156,18 @@ def test_checker_reports_a_count_the_log_does_not_explain() -> None:
 def test_holders_log_each_change_and_keep_the_freeze() -> None:
     world = World(BY_NAME["borrowers_closer/2"])
     holders = harness.HoldList(world)
-    holders.append(1)
-    holders += array("L", (2,))
+    holders.insert(0, 1)  # a borrow (FD.do, Borrow.__enter__): at the front
+    holders.insert(0, 5)
+    holders.append(6)
+    holders += array("L", (2,))  # the owner's borrow (close)
     holders.remove(1)
+    holders.remove(5)
+    holders.remove(6)
     assert not harness.is_frozen(holders)
     freeze = memoryview(holders)  # what close() stores in _closer.freeze
     assert harness.is_frozen(holders)
     for change in (
+        lambda: holders.insert(0, 3),
         lambda: holders.append(3),
         lambda: holders.remove(2),
         lambda: holders.__iadd__(array("L", (4,))),
@@ -170,8 +175,12 @@ def test_holders_log_each_change_and_keep_the_freeze() -> None:
         with pytest.raises(BufferError):
             change()
     assert [(ev.what, ev.detail) for ev in world.events] == [
+        ("hold", "insert"),
+        ("hold", "insert"),
         ("hold", "append"),
         ("hold", harness.OWNER_HOLD),
+        ("unhold", "remove"),
+        ("unhold", "remove"),
         ("unhold", "remove"),
     ]  # the refused changes logged nothing
     assert list(holders) == [2]
@@ -201,7 +210,7 @@ def test_checker_reports_a_borrow_that_returns_still_counted() -> None:
     world = _world(
         OPENED,
         ("b", "call", "do", State.OPEN),
-        ("b", "hold", "append", State.OPEN),
+        ("b", "hold", "insert", State.OPEN),
         ("b", "fn", "rawfd=7", State.OPEN),
         ("b", "fn_end", "", State.OPEN),
         ("b", "return", "do: ok", State.OPEN),
@@ -212,7 +221,7 @@ def test_checker_reports_a_borrow_that_returns_still_counted() -> None:
 def test_checker_reports_a_lost_wake_up_in_a_cut_short_log() -> None:
     world = _world(
         OPENED,
-        ("b", "hold", "append", State.OPEN),
+        ("b", "hold", "insert", State.OPEN),
         CLOSING,
         ("b", "unhold", "tombstone", State.CLOSING),
     )
