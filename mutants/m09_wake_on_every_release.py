@@ -17,8 +17,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "if closer is None or self._counts(me)[0]:\n    return\n",
-            "if closer is None or self._counts(me)[0]:\n"
+            "if closer is None or self.borrow_count:\n    return\n",
+            "if closer is None or self.borrow_count:\n"
             "    if closer is not None and closer.wakers:\n"
             "        closer.wakers.pop(0)()  # mutant: wake the closer on any release\n"
             "    return\n",

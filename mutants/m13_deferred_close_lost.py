@@ -17,8 +17,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "if closer is None or self._counts(me)[0]:",
-            "if closer is None or self._counts(me)[0] or not closer.owner_waiting:  # mutant",
+            "if closer is None or self.borrow_count:",
+            "if closer is None or self.borrow_count or not closer.owner_waiting:  # mutant",
         ),
     ),
     scenario=Scenario(

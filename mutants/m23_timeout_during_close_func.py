@@ -17,8 +17,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "still_running = not self._counts(0)[0]\n"
-            "if still_running and isinstance(exc, TimeoutError):\n"
+            "close_func_runs = not self.borrow_count\n"
+            "if close_func_runs and isinstance(exc, TimeoutError):\n"
             "    return True\n",
             "# mutant: the deadline is final, even when no borrow is left\n",
         ),

@@ -310,8 +310,10 @@ class FD:
 
     @property
     def borrow_count(self) -> int:
-        """The number of running borrows, nested ones counted each time."""
-        return self._counts(0)[0]
+        """The number of running borrows, nested ones counted each time.
+        Exact under the lock; a snapshot without it."""
+        closer = self._closer
+        return len(self._holders) - (0 if closer is None else len(closer.released))
 
     def __repr__(self) -> str:
         # A snapshot without the lock: repr must not give an open FD a lock.
@@ -341,7 +343,7 @@ class FD:
         # Unreachable, so no borrow can be running (a borrow holds a reference)
         # and no other thread can touch this FD: no lock needed. Globals are
         # bound as defaults because this may run during interpreter shutdown.
-        closer = self._closer  # the count inline: one call less where a signal can land
+        closer = self._closer  # borrow_count inline: one call less where a signal can land
         running = len(self._holders) - (0 if closer is None else len(closer.released))
         transition = step(self._state, running, 0, _finalize)
         if transition.outcome is not Outcome.RUN_CLOSE:
@@ -369,20 +371,15 @@ class FD:
                 lock = self._lock
         return lock
 
-    def _counts(self, tid: int) -> tuple[int, int]:
-        """(running borrows, those of thread `tid`), as step() takes them.
-        Exact under the lock; a snapshot without it."""
-        holders = self._holders
+    def _borrows_of(self, tid: int) -> int:
+        """The running borrows of thread `tid` (step()'s caller_borrows)."""
         closer = self._closer
-        if closer is None:
-            return len(holders), holders.count(tid)
-        released = closer.released
-        return len(holders) - len(released), holders.count(tid) - released.count(tid)
+        mine = self._holders.count(tid)
+        return mine if closer is None else mine - closer.released.count(tid)
 
     def _step(self, event: Event) -> Transition:
         """step() for the calling thread; raises if it refuses. Needs the lock."""
-        n, mine = self._counts(_get_ident())
-        transition = step(self._state, n, mine, event)
+        transition = step(self._state, self.borrow_count, self._borrows_of(_get_ident()), event)
         if transition.outcome in REFUSALS:
             raise self._error(transition.outcome, event)
         return transition
@@ -464,7 +461,7 @@ class FD:
         me = _get_ident()
         with self._guard():
             closer = self._closer
-            if closer is None or self._counts(me)[0]:
+            if closer is None or self.borrow_count:
                 return
             if closer.claimed and closer.runner != me:
                 return  # another thread runs it
@@ -666,8 +663,8 @@ class FD:
                 if isinstance(exc, TimeoutError):
                     return True
             else:
-                still_running = not self._counts(0)[0]
-                if still_running and isinstance(exc, TimeoutError):
+                close_func_runs = not self.borrow_count  # (or is about to)
+                if close_func_runs and isinstance(exc, TimeoutError):
                     return True
                 if waker in closer.wakers:
                     closer.wakers.remove(waker)
