@@ -2,6 +2,7 @@
 
 from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
+from mutants._snippets import DO_CALL_AND_RELEASE
 
 MUTANT = Mutant(
     name="no-release-on-exception",
@@ -16,23 +17,7 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "try:\n"
-            "    return fn(self._rawfd)\n"
-            "except TypeError:\n"
-            '    _check_callable("do", "fn", fn)\n'
-            "    raise\n"
-            "finally:\n"
-            "    try:\n"
-            "        holders.remove(tid)\n"
-            "    except BufferError:\n"
-            "        closer = self._closer\n"
-            "        assert closer is not None\n"
-            "        closer.released += (tid,)\n"
-            "        try:\n"
-            "            self._release_closing()\n"
-            "        except BaseException:\n"
-            "            self._release_closing()\n"
-            "            raise\n",
+            DO_CALL_AND_RELEASE,
             "try:\n"
             "    result = fn(self._rawfd)\n"
             "except TypeError:\n"
