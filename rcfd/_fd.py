@@ -5,11 +5,15 @@ what the outcome says. A borrow takes no lock: its entry is one insert into
 `_holders`, an array that close() *freezes* (a memoryview export makes any
 resize fail atomically with BufferError), so "still OPEN? then count me" is a
 single step no other thread can split. The lock orders the transitions only,
-and is never held across a caller's fn, close_func or on_closing.
+and is never held across a caller's fn, close_func or on_closing. An FD has
+no lock of its own until it is closed: the module's _SHARED_LOCK stands in
+for it before (init, track_lifetime), so an open FD carries none.
 
 Invariants:
-  _holders is frozen  <=>  _state is not OPEN (UNINIT uses the shared frozen
+  _holders is frozen  <=>  state is not OPEN (UNINIT uses the shared frozen
     _NO_BORROWS; CLOSING and CLOSED keep their closer's freeze forever);
+  _holders is _NO_BORROWS  <=>  state is UNINIT: init() publishes the holders
+    last (its linearization point), so `state` reads them before _state;
   running borrows == len(_holders) - len(_closer.released): in OPEN a release
     removes its entry (one atomic remove, no lock); once frozen it appends a
     tombstone to _closer.released instead (one atomic +=, no lock);
@@ -50,7 +54,6 @@ T = TypeVar("T")
 
 _OPEN = State.OPEN
 _get_ident = threading.get_ident
-_new_borrow = object.__new__
 
 # The holders of every UNINIT FD: empty and frozen for good, so that a borrow
 # of an FD that init() has not opened fails in its one insert. init() gives the
@@ -58,9 +61,12 @@ _new_borrow = object.__new__
 _NO_BORROWS = array("L")
 _NO_BORROWS_FREEZE = memoryview(_NO_BORROWS)
 
-# Orders the publication of each FD's lazily made lock (FD._guard). Held for a
-# test and a store only: no allocation (so no finalizer) and no call under it.
-_MAKING_LOCKS = threading.Lock()
+# The lock of every FD that has none of its own yet. It orders the UNINIT
+# transitions (init, track_lifetime) and the publication of each FD's own
+# lock (FD._guard, at the first close): so FD() + init() costs an open FD no
+# lock, as FD(rawfd) does not. Reentrant because init allocates under it, and
+# a finalizer that the collector runs there may init another FD.
+_SHARED_LOCK = threading.RLock()
 
 
 class _Closer:
@@ -135,9 +141,8 @@ class FD:
     ) -> None:
         """FD() is UNINIT (call track_lifetime, then init); FD(rawfd, ...) is OPEN."""
         self._state = State.UNINIT  # first: __del__ must see a state even if we raise
-        # Orders the transitions (never a borrow or a release in OPEN). Made at
-        # the first transition after construction (_guard): an FD that is only
-        # borrowed carries none, which keeps an open FD small.
+        # Orders the transitions from OPEN on (never a borrow or a release in
+        # OPEN). Made by the first close (_guard): an open FD carries none.
         self._lock: threading.Lock | None = None
         # One thread ident per borrow taken (array "L": a thread ident is an
         # unsigned long); frozen from CLOSING on, see the module docstring.
@@ -168,13 +173,13 @@ class FD:
     ) -> None:
         """UNINIT -> OPEN. Arms the finalizer; reports to the registry."""
         _check_init(rawfd, close_func, on_closing)
-        with self._guard():
+        with _SHARED_LOCK:
             self._init(rawfd, close_func, on_closing)
 
     def track_lifetime(self, registry: LifetimeRegistry) -> None:
         """Report this FD's init and release to `registry`. Only before init()."""
         _check_registry(registry)
-        with self._guard():
+        with _SHARED_LOCK:
             self._track(registry)
 
     def do(self, fn: Callable[[int], T], /) -> T:
@@ -225,7 +230,7 @@ class FD:
 
     def borrow(self) -> Borrow:
         """`with fd.borrow() as rawfd:` is `fd.do(fn)` as a context manager."""
-        borrow = _new_borrow(Borrow)  # Borrow(self) without its __init__ frame
+        borrow: Borrow = _FreshBorrow()  # Borrow(self) without its __init__ frame
         borrow._fd = self
         return borrow
 
@@ -306,7 +311,9 @@ class FD:
     @property
     def state(self) -> State:
         """The current state (a snapshot: another thread may change it next)."""
-        return self._state
+        # The holders first: an init in progress has written OPEN already but
+        # not yet published them; until it does, borrows and closes see UNINIT.
+        return State.UNINIT if self._holders is _NO_BORROWS else self._state
 
     @property
     def borrow_count(self) -> int:
@@ -317,7 +324,7 @@ class FD:
 
     def __repr__(self) -> str:
         # A snapshot without the lock: repr must not give an open FD a lock.
-        state, rawfd, borrows = self._state, self._rawfd, self.borrow_count
+        state, rawfd, borrows = self.state, self._rawfd, self.borrow_count
         if state is State.UNINIT:
             return "<rcfd.FD UNINIT>"
         return f"<rcfd.FD {state.name} fd={rawfd} borrows={borrows}>"
@@ -360,12 +367,12 @@ class FD:
     # -- internals -------------------------------------------------------
 
     def _guard(self) -> threading.Lock:
-        """This FD's lock, made at its first use. The lock orders transitions
-        only; an FD that is only ever borrowed needs none."""
+        """This FD's lock, made at its first use (a close). It orders the
+        transitions from OPEN on; an FD that is only ever borrowed needs none."""
         lock = self._lock
         if lock is None:
-            new = threading.Lock()  # made first: nothing is allocated under _MAKING_LOCKS
-            with _MAKING_LOCKS:  # two threads that both found None agree on one lock
+            new = threading.Lock()
+            with _SHARED_LOCK:  # two threads that both found None agree on one lock
                 if self._lock is None:
                     self._lock = new
                 lock = self._lock
@@ -378,8 +385,9 @@ class FD:
         return mine if closer is None else mine - closer.released.count(tid)
 
     def _step(self, event: Event) -> Transition:
-        """step() for the calling thread; raises if it refuses. Needs the lock."""
-        transition = step(self._state, self.borrow_count, self._borrows_of(_get_ident()), event)
+        """step() for the calling thread; raises if it refuses. Needs the lock
+        (the shared one for INIT and TRACK, which only an UNINIT FD accepts)."""
+        transition = step(self.state, self.borrow_count, self._borrows_of(_get_ident()), event)
         if transition.outcome in REFUSALS:
             raise self._error(transition.outcome, event)
         return transition
@@ -390,7 +398,7 @@ class FD:
         close_func: Callable[[int], object],
         on_closing: Callable[[int], object] | None,
     ) -> None:
-        """INIT, arguments already checked. Needs the lock (or an unshared FD)."""
+        """INIT, arguments already checked. Needs _SHARED_LOCK (or an unshared FD)."""
         opened = self._step(Event.INIT).state
         holders = array("L")  # made before any effect: no call between them
         registry = self._registry
@@ -402,10 +410,12 @@ class FD:
         self._close_func = close_func
         self._on_closing = on_closing
         self._state = opened
-        self._holders = holders  # last: from here on borrows succeed
+        # Last: from here on borrows succeed, and a close (which takes the FD's
+        # own lock, not _SHARED_LOCK) sees OPEN; before it, both see UNINIT.
+        self._holders = holders
 
     def _track(self, registry: LifetimeRegistry) -> None:
-        """TRACK, argument already checked. Needs the lock (or an unshared FD)."""
+        """TRACK, argument already checked. Needs _SHARED_LOCK (or an unshared FD)."""
         self._step(Event.TRACK)
         self._registry = registry
 
@@ -685,7 +695,11 @@ class FD:
 
 
 class Borrow:
-    """The context manager returned by FD.borrow(); one borrow per `with`."""
+    """The context manager returned by FD.borrow(); one borrow per `with`.
+
+    One per block, not one per FD: it records the thread that entered, and a
+    block can be left on another thread (a generator resumed elsewhere).
+    """
 
     __slots__ = ("_fd", "_tid")
 
@@ -726,6 +740,14 @@ class Borrow:
             except BaseException:  # (Signals rule) resume once after an interrupt
                 fd._release_closing()
                 raise
+
+
+class _FreshBorrow(Borrow):
+    """Borrow(fd) for FD.borrow, made without a Python __init__ frame (the
+    `with` costs more than the borrow itself; specs/rcfd.md, "Decisions")."""
+
+    __slots__ = ()
+    __init__ = object.__init__
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

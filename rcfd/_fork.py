@@ -8,7 +8,8 @@ would wait for them forever). The at-fork hook below repairs both, in the
 child only, right after the fork (specs/rcfd.md, "Fork"):
 
   * every FD drops its lock (the next transition makes a fresh one), the
-    lock that orders making them is fresh, and so is every registry's;
+    shared lock (UNINIT transitions, making FD locks) is fresh, and so is
+    every registry's;
   * borrows held by threads other than the forking one are dropped: in the
     child those borrows will never end, and their numbers are not in use;
   * an FD that was CLOSING is finished as the close would have been: if no
@@ -56,7 +57,7 @@ def _after_fork_in_child() -> None:
 
     me = threading.get_ident()  # the forking thread keeps its ident in the child
     closing: list[FD] = []
-    _fd._MAKING_LOCKS = threading.Lock()
+    _fd._SHARED_LOCK = threading.RLock()
     for obj in gc.get_objects():
         if isinstance(obj, FD):
             obj._lock = None

@@ -4,7 +4,7 @@ guarantees of specs/rcfd.md on every schedule it explores.
 How the production FD is observed. interleave-test serializes the threads
 of a scenario and chooses who runs next at every scheduling point: each
 line (or bytecode instruction) of rcfd/, FD._guard's included, and each Lock
-operation (rcfd's module lock too: `_modelled_making_locks`). Only rcfd/
+operation (rcfd's module lock too: `_modelled_shared_lock`). Only rcfd/
 is traced (`include=`), so this file's code runs atomically between two
 points. `MonitoredFD` is the production FD with the fields that carry the
 state and the count replaced by logging versions: `_state`; `_holders`, the
@@ -354,7 +354,7 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
     """The zero-argument program interleave-test runs once per schedule."""
 
     def model() -> None:
-        with _modelled_making_locks():
+        with _modelled_shared_lock():
             run_scenario()
 
     def run_scenario() -> None:
@@ -389,25 +389,25 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def _modelled_making_locks() -> Iterator[None]:
-    """rcfd's module lock that orders the publication of each FD's lazy lock
-    (`_MAKING_LOCKS`, used by FD._guard), as one of interleave-test's locks
-    for the length of one schedule.
+def _modelled_shared_lock() -> Iterator[None]:
+    """rcfd's module lock (`_SHARED_LOCK`: the lock of an FD that has none of
+    its own yet, taken by init, track_lifetime and FD._guard), as one of
+    interleave-test's locks for the length of one schedule.
 
     interleave-test models the locks made inside a run (it patches
-    threading.Lock then: the FD's own lock, made by FD._guard, is one); this
-    one was made when rcfd was imported, so it is a real lock, and a thread
-    that blocked on it while the scheduler had preempted its holder inside
-    FD._guard would block for good (the run ends as a hang). Its modelled
-    stand-in blocks the same way, but as the scheduler sees it: acquiring it
-    is a scheduling point, and the holder runs on.
+    threading.Lock and RLock then: the FD's own lock, made by FD._guard, is
+    one); this one was made when rcfd was imported, so it is a real lock, and
+    a thread that blocked on it while the scheduler had preempted its holder
+    would block for good (the run ends as a hang). Its modelled stand-in
+    blocks the same way, but as the scheduler sees it: acquiring it is a
+    scheduling point, and the holder runs on.
     """
-    real = _fd._MAKING_LOCKS
-    _fd._MAKING_LOCKS = threading.Lock()  # made inside the run: interleave-test's Lock
+    real = _fd._SHARED_LOCK
+    _fd._SHARED_LOCK = threading.RLock()  # made inside the run: interleave-test's RLock
     try:
         yield
     finally:
-        _fd._MAKING_LOCKS = real
+        _fd._SHARED_LOCK = real
 
 
 # -- the guarantees ----------------------------------------------------------

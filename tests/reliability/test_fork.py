@@ -173,15 +173,19 @@ def test_child_can_track_lifetimes_while_a_parent_thread_holds_the_registry_lock
         holder.stop()
 
 
-def test_child_can_close_while_a_parent_thread_was_making_an_fd_lock() -> None:
+def test_child_can_init_and_close_while_a_parent_thread_held_the_shared_lock() -> None:
     from rcfd import _fd
 
-    holder = LockHolder(_fd._MAKING_LOCKS)  # a parent thread inside FD._guard
+    holder = LockHolder(_fd._SHARED_LOCK)  # a parent thread inside init() or FD._guard
 
     def child() -> None:
         fd, closer = open_fd("memfd")  # no lock yet: the close makes it
         fd.close()
         assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+        late = rcfd.FD()
+        late.init(kinds.make("memfd"))  # init takes the shared lock
+        late.close()
+        assert late.state is rcfd.State.CLOSED
 
     try:
         in_child(child)
