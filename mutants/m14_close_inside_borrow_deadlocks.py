@@ -17,9 +17,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "step(self._state, self.borrow_count, self._borrows_of(_get_ident()), event)",
+            "step(self.state, self.borrow_count, self._borrows_of(_get_ident()), event)",
             # mutant: the caller's own borrows are not counted
-            "step(self._state, self.borrow_count, 0, event)",
+            "step(self.state, self.borrow_count, 0, event)",
         ),
     ),
     scenario=Scenario(
