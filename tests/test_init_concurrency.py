@@ -1,0 +1,100 @@
+"""init() racing other calls: the shared lock and init's linearization point.
+
+An FD has no lock of its own before its first close; init() and
+track_lifetime() take the module's shared lock instead, and init publishes
+the holders last (specs/rcfd.md, "Decisions": the lock, init's linearization
+point). The interleaving exploration covers the races line by line; these
+tests pin the two rules with real threads and one deterministic window.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+import rcfd
+from rcfd import _fd
+from tests.support import WAIT, CountingClose, in_thread, stays_blocked
+
+
+class PausingRegistry(rcfd.LifetimeRegistry):
+    """A registry whose first init record waits for `resume`: init is then
+    inside its locked section, past its state check, not yet published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+
+    def _record_init(self, key: int, rawfd: int) -> None:
+        if not self.paused.is_set():
+            self.paused.set()
+            assert self.resume.wait(WAIT), "test never resumed the init"
+        super()._record_init(key, rawfd)
+
+
+def test_of_two_racing_inits_one_wins_and_the_other_changes_nothing() -> None:
+    registry = PausingRegistry()
+    fd = rcfd.FD(registry=registry)
+    first, second = os.eventfd(0), os.eventfd(0)
+    closer = CountingClose()
+    t1, winner = in_thread(lambda: fd.init(first, closer))
+    assert registry.paused.wait(WAIT), "the first init never reached its record"
+    t2, loser = in_thread(lambda: fd.init(second, closer))
+    # The second init waits for the shared lock. Without it, it would pass
+    # its state check (still UNINIT) and open the FD on its own number too.
+    assert stays_blocked(loser)
+    registry.resume.set()
+    for thread, outcome in ((t1, winner), (t2, loser)):
+        assert outcome.done.wait(WAIT)
+        thread.join(WAIT)
+    assert winner.error is None
+    assert isinstance(loser.error, rcfd.MultipleInitError), loser.error
+    assert fd.do(lambda rawfd: rawfd) == first
+    assert registry.fd_stats().initialized == 1
+    fd.close()
+    assert closer.calls == [first]  # and closed it
+    os.close(second)  # the loser's number is still the caller's
+
+
+def test_a_close_during_an_init_waits_for_it_or_sees_uninit() -> None:
+    registry = PausingRegistry()
+    fd = rcfd.FD(registry=registry)
+    raw = os.eventfd(0)
+    closer = CountingClose()
+    t1, init = in_thread(lambda: fd.init(raw, closer))
+    assert registry.paused.wait(WAIT)
+    # The FD has no lock of its own yet: the close makes one, under the
+    # shared lock that the init holds, so it waits for the init to finish.
+    t2, close = in_thread(fd.close)
+    assert stays_blocked(close)
+    registry.resume.set()
+    for thread, outcome in ((t1, init), (t2, close)):
+        assert outcome.done.wait(WAIT)
+        thread.join(WAIT)
+    assert init.error is None and close.error is None
+    assert fd.state is rcfd.State.CLOSED and closer.calls == [raw]
+
+
+def test_in_inits_window_every_transition_sees_uninit_and_changes_nothing() -> None:
+    # init() writes OPEN, then publishes the holders: its last store. A close
+    # that holds the FD's own lock can run in between. Reproduced here by
+    # writing the state alone, as init has at that instant.
+    fd = rcfd.FD()
+    with pytest.raises(rcfd.UninitializedFDError):
+        fd.close()  # gives the FD its own lock, as an earlier close would
+    fd._state = rcfd.State.OPEN
+    assert fd.state is rcfd.State.UNINIT
+    with pytest.raises(rcfd.UninitializedFDError, match="refused in state UNINIT"):
+        fd.close()
+    with pytest.raises(rcfd.UninitializedFDError):
+        fd.detach()
+    with pytest.raises(rcfd.UninitializedFDError):
+        fd.do(lambda rawfd: rawfd)
+    assert fd._holders is _fd._NO_BORROWS and fd._closer is None
+    assert fd.borrow_count == 0
+    # The rest of init would follow; the finalizer never sees this window (the
+    # init holds the FD), so leave the FD as init found it.
+    fd._state = rcfd.State.UNINIT
