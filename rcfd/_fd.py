@@ -63,9 +63,9 @@ _NO_BORROWS_FREEZE = memoryview(_NO_BORROWS)
 
 # The lock of every FD that has none of its own yet. It orders the UNINIT
 # transitions (init, track_lifetime) and the publication of each FD's own
-# lock (FD._guard, at the first close): so FD() + init() costs an open FD no
-# lock, as FD(rawfd) does not. Reentrant because init allocates under it, and
-# a finalizer that the collector runs there may init another FD.
+# lock (FD._guard, at the first close), so that no open FD carries a lock,
+# whether FD(rawfd) or FD() + init() made it. Reentrant: init allocates under
+# it, and a finalizer that the collector runs there may init another FD.
 _SHARED_LOCK = threading.RLock()
 
 
