@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 import warnings
 from array import array
@@ -51,6 +52,16 @@ if TYPE_CHECKING:
     import asyncio
 
 T = TypeVar("T")
+
+# A borrow's insert, a release's remove, a tombstone's += and the freeze are
+# each one atomic step only because the GIL runs one C call at a time. Without
+# it (a free-threaded build run with PYTHON_GIL=0) two of them could interleave
+# inside the array, and nothing here would be safe (specs/rcfd.md, "The GIL").
+if not getattr(sys, "_is_gil_enabled", lambda: True)():
+    raise ImportError(
+        "rcfd needs the GIL: this free-threaded interpreter runs without it; "
+        "run it with PYTHON_GIL=1 (or -X gil=1)"
+    )
 
 _OPEN = State.OPEN
 _get_ident = threading.get_ident

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -109,3 +111,18 @@ def test_dup_is_an_independent_open_fd() -> None:
     assert copy.state is rcfd.State.OPEN
     copy.do(lambda rawfd: os.eventfd_write(rawfd, 1))
     copy.close()
+
+
+@pytest.mark.parametrize("gil", [True, False])
+def test_import_refuses_an_interpreter_running_without_the_gil(gil: bool) -> None:
+    # Free-threaded builds run without the GIL when PYTHON_GIL=0; rcfd's atomic
+    # steps need it (specs/rcfd.md, "The GIL"). Simulated: no such build here.
+    code = f"import sys; sys._is_gil_enabled = lambda: {gil}; import rcfd"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    if gil:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert "ImportError: rcfd needs the GIL" in result.stderr
