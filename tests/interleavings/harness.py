@@ -8,11 +8,13 @@ operation (rcfd's module lock too: `_modelled_shared_lock`). Only rcfd/
 is traced (`include=`), so this file's code runs atomically between two
 points. `MonitoredFD` is the production FD with the fields that carry the
 state and the count replaced by logging versions: `_state`; `_holders`, the
-array a borrow inserts its thread into and close() freezes (`HoldList`); and
-each closer's `released`, where a release after the freeze writes its
-tombstone (`Tombstones`). Every change the FD makes to them (with or without
-its lock) is appended to one event log, in the order it happened, with the
-state and `borrow_count` right after it. The actors append their calls and
+array a borrow inserts its thread into and close() freezes (`HoldList`),
+which init() publishes as its last store (the FD's opening: until then it is
+the shared, frozen `_NO_BORROWS` and the FD is UNINIT whatever `_state`
+says); and each closer's `released`, where a release after the freeze writes
+its tombstone (`Tombstones`). Every change the FD makes to them (with or
+without a lock) is appended to one event log, in the order it happened, with
+the state and `borrow_count` right after it. The actors append their calls and
 returns, the borrow bodies, on_closing and close_func to the same log. After
 the threads end, `violations` replays the log against the guarantees; a
 violation fails the schedule with the whole timeline, and interleave-test
@@ -30,6 +32,7 @@ import errno
 import gc
 import json
 import os
+import re
 import threading
 import time
 import warnings
@@ -43,12 +46,13 @@ from typing import Self, cast
 import interleave_test as it
 
 import rcfd
-from rcfd import FD, _fd
+from rcfd import FD, LifetimeRegistry, _fd
 from rcfd._fd import _Closer
 from rcfd._lifecycle import State
 
 RCFD_DIR = os.path.dirname(os.path.abspath(rcfd.__file__))  # the only traced code
 RAWFD = 7  # never a real descriptor: close_func is a recorder, not os.close
+OTHER_RAWFD = 8  # what a second initer passes (two_inits): the loser's number
 DETACH_RESULT = f"returned {RAWFD}"
 
 
@@ -176,18 +180,37 @@ def is_frozen(holders: array[int]) -> bool:
 class MonitoredFD(FD):
     """The production FD; only its state, holders and tombstones log their writes.
 
-    `_state` and `_closer` are properties over the production slots: the
-    state logs each change, and each closer that close() installs gets a
-    logging `released` list before any release can write to it (the closer
-    is set under the lock, before the freeze that sends releases there).
+    `_state`, `_holders` and `_closer` are properties over the production
+    slots. The FD's observable state is the one `FD.state` defines: UNINIT
+    while `_holders` is the shared `_NO_BORROWS`, else `_state`. So a write of
+    `_state` before init publishes its holders is logged as "written" (nobody
+    sees it yet), and the publication, init's last store, as the "state"
+    change UNINIT -> OPEN. Each holders array that init installs becomes a
+    logging HoldList before anyone can borrow from it; `_NO_BORROWS` keeps
+    its identity (rcfd tells UNINIT by it). Each closer that close() installs
+    gets a logging `released` list before any release can write to it (the
+    closer is set under the lock, before the freeze that sends releases there).
     """
 
-    def __init__(self, world: World, on_closing: Callable[[int], object] | None) -> None:
+    def __init__(
+        self, world: World, on_closing: Callable[[int], object] | None, *, uninit: bool = False
+    ) -> None:
         self._world = world
         self._shadow_state = State.UNINIT
+        self._shadow_holders: array[int] = _fd._NO_BORROWS
         self._shadow_closer: _Closer | None = None
-        super().__init__(RAWFD, world.close_func, on_closing=on_closing)
-        self._holders = HoldList(world)  # FD() took no borrow yet: nothing to carry over
+        if uninit:
+            super().__init__()  # FD(): init is the scenario's to call
+        else:
+            super().__init__(RAWFD, world.close_func, on_closing=on_closing)
+
+    def observed_state(self) -> State:
+        """`FD.state` as specs/rcfd.md defines it, read without scheduling points."""
+        return State.UNINIT if self._shadow_holders is _fd._NO_BORROWS else self._shadow_state
+
+    def _installed(self) -> str:
+        """What init installed: the number and whose close_func."""
+        return f"rawfd={self._rawfd}, {self._world.close_func_name(self._close_func)}"
 
     @property
     def _state(self) -> State:
@@ -198,10 +221,35 @@ class MonitoredFD(FD):
         old = self._shadow_state
         self._shadow_state = new
         if new is not old:
-            self._world.log("state", f"{old.name} -> {new.name}")
+            if self._shadow_holders is _fd._NO_BORROWS:
+                self._world.log("written", f"_state = {new.name} (holders not published: UNINIT)")
+            else:
+                opened = f" ({self._installed()})" if old is State.UNINIT else ""
+                self._world.log("state", f"{old.name} -> {new.name}{opened}")
             if new is not State.OPEN and not is_frozen(self._holders):
                 # rcfd freezes the holders before it writes a closing state.
                 self._world.log("unfrozen", f"{new.name}, yet a borrow's insert would succeed")
+
+    @property
+    def _holders(self) -> array[int]:
+        return self._shadow_holders
+
+    @_holders.setter
+    def _holders(self, new: array[int]) -> None:
+        old = self._shadow_holders
+        if new is not _fd._NO_BORROWS and not isinstance(new, HoldList) and not is_frozen(new):
+            held = HoldList(self._world)  # init's fresh array, logged from now on
+            array.extend(held, new)  # empty: init publishes before any borrow
+            new = held
+        self._shadow_holders = new
+        if new is old:
+            return
+        if old is not _fd._NO_BORROWS:
+            self._world.log("republished", f"holders ({len(old)} borrow(s) in the replaced ones)")
+        elif self._shadow_state is State.OPEN:
+            self._world.log("state", f"UNINIT -> OPEN (holders published: {self._installed()})")
+        else:
+            self._world.log("published", f"holders, while _state is {self._shadow_state.name}")
 
     @property
     def _closer(self) -> _Closer | None:
@@ -244,6 +292,7 @@ class Scenario:
     actors: tuple[Actor, ...]
     on_closing: bool = False
     close_func_raises: bool = False
+    uninit: bool = False  # starts from FD(): its actors init it (else FD(RAWFD, ...), OPEN)
     about: str = ""
 
     @property
@@ -274,13 +323,17 @@ class World:
     fd: MonitoredFD | None = None
     # Looked up at call time, so that inside a run it is interleave-test's Event.
     gate: threading.Event = field(default_factory=lambda: threading.Event())
+    # What each initer passes to init(): its number and its own close_func.
+    inits: dict[str, tuple[int, Callable[[int], None]]] = field(default_factory=dict)
+    # What a tracker passes to track_lifetime(); made inside the run (its lock is modelled).
+    registry: LifetimeRegistry | None = None
 
     def who(self) -> str:
         return self.names.get(threading.get_ident(), "?")
 
     def log(self, what: str, detail: str) -> None:
         fd = self.fd
-        state = None if fd is None else fd._state
+        state = None if fd is None else fd.observed_state()
         borrows = 0 if fd is None else live_borrows(fd)
         self.events.append(Ev(self.who(), what, detail, state, borrows))
 
@@ -289,12 +342,27 @@ class World:
 
     # What the FD calls back.
 
-    def close_func(self, rawfd: int) -> None:
-        self.log("close_func", f"rawfd={rawfd}")
+    def close_func(self, rawfd: int, whose: str = "main") -> None:
+        self.log("close_func", f"rawfd={rawfd}" + ("" if whose == "main" else f" ({whose}'s)"))
         switch_point()  # other threads may act while close_func runs
         self.log("close_func_end", "")
         if self.scenario.close_func_raises:
             raise CloseFuncError(errno.EIO, "close_func failed (planted by the scenario)")
+
+    def close_func_for(self, initer: str, rawfd: int) -> Callable[[int], None]:
+        """The close_func `initer` passes to init(rawfd, ...): logged as its own."""
+
+        def close_func(rawfd: int) -> None:
+            self.close_func(rawfd, initer)
+
+        self.inits[initer] = (rawfd, close_func)
+        return close_func
+
+    def close_func_name(self, close_func: Callable[[int], object]) -> str:
+        if close_func == self.close_func:
+            return "main's close_func"
+        whose = [name for name, (_, f) in self.inits.items() if f is close_func]
+        return f"{whose[0]}'s close_func" if whose else f"close_func {close_func!r}"
 
     def on_closing(self, rawfd: int) -> None:
         self.log("on_closing", f"rawfd={rawfd}")
@@ -325,8 +393,8 @@ class World:
         who = self.who()
         self.fns[who] += 1
         self.log("fn", f"rawfd={rawfd}")
-        if rawfd != RAWFD:
-            self.log("bad_rawfd", f"fn got {rawfd}, expected {RAWFD}")
+        if rawfd not in (RAWFD, OTHER_RAWFD):
+            self.log("bad_rawfd", f"fn got {rawfd}, a number no init passed")
         switch_point()
         self.log("fn_end", "")
         return "fn-value"
@@ -361,7 +429,10 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
         global LAST_WORLD
         world = LAST_WORLD = World(scenario)
         world.names[threading.get_ident()] = "main"
-        world.fd = MonitoredFD(world, world.on_closing if scenario.on_closing else None)
+        on_closing = world.on_closing if scenario.on_closing else None
+        assert not (scenario.uninit and on_closing), "FD() takes no on_closing: init does"
+        world.fd = fd = MonitoredFD(world, on_closing, uninit=scenario.uninit)
+        world.registry = LifetimeRegistry()
         world.counted = True
         try:
             tasks = [
@@ -377,6 +448,10 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
                     task.join()
             problems = violations(world)
             OUTCOMES[" ".join(sorted(f"{c.who}.{c.kind}={c.result}" for c in world.calls))] += 1
+            if not problems and fd.observed_state() is State.OPEN:
+                # Its close was refused (UNINIT then): closed here, after the
+                # checks, rather than by the finalizer with a ResourceWarning.
+                fd.close()
         finally:
             world.fd = None  # break world <-> fd, so that FD.__del__ runs when main ends
         if problems:
@@ -412,8 +487,23 @@ def _modelled_shared_lock() -> Iterator[None]:
 
 # -- the guarantees ----------------------------------------------------------
 
-BORROW_RESULTS = frozenset({"ok", "ClosedFDError"})
+BORROW_RESULTS = frozenset({"ok", "ClosedFDError", "UninitializedFDError"})
+CLOSE_RESULTS = frozenset(
+    {"ok", "ClosedFDError", "UninitializedFDError", "CloseInsideBorrowError", "TimeoutError"}
+    | {"CloseFuncError", DETACH_RESULT}
+)
+INIT_RESULTS = frozenset({"ok", "MultipleInitError", "ClosedFDError"})
+TRACK_RESULTS = frozenset({"ok", "MultipleInitError"})
 CLOSE_KINDS = ("close", "detach")
+# A refused call raises one of these and must change nothing (guarantee 10);
+# ClosedFDError refuses a borrow, an init or a track, but ends a close that waited.
+REFUSALS = frozenset({"UninitializedFDError", "MultipleInitError", "CloseInsideBorrowError"})
+ESCAPED = (
+    "no exception but rcfd's documented errors may escape (a BufferError is a "
+    "frozen holders array's refusal leaking out: the shared UNINIT one, or a close's)"
+)
+# "UNINIT -> OPEN (holders published: rawfd=7, main's close_func)"
+OPENED_WITH = re.compile(r"rawfd=(-?\d+), (.+)\)$")
 
 
 def _used_holds(events: list[Ev]) -> set[int]:
@@ -457,7 +547,10 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
     close_func_done = False
     open_calls: dict[str, list[int]] = {}  # per thread: log index of each call not returned
     held_at_call: dict[str, list[int]] = {}  # per thread: its holds as each open call began
+    state_at_call: dict[int, State] = {}  # log index of each call: the state as it began
     close_func_at: dict[str, int] = {}  # who ran close_func, at which log index
+    opened: tuple[int, str] | None = None  # what the init installed: rawfd, whose close_func
+    inits_ok: list[str] = []  # who returned from a successful init
 
     def fail(index: int, message: str) -> None:
         problems.append(f"at #{index}: {message}")
@@ -471,10 +564,21 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
         who = ev.who
         mine = holds.setdefault(who, [])
         if ev.what == "state":
-            old, new = ev.detail.split(" -> ")
+            old, new = ev.detail.split(" (")[0].split(" -> ")
             if (old, new) not in (("UNINIT", "OPEN"), ("OPEN", "CLOSING"), ("CLOSING", "CLOSED")):
                 fail(i, f"state went {old} -> {new}: states are entered once, in order")
             state = State[new]
+            installed = OPENED_WITH.search(ev.detail)
+            if state is State.OPEN and installed:
+                opened = (int(installed[1]), installed[2])
+                passed = world.inits[who][0] if who in world.inits else None
+                if passed is not None and opened != (passed, f"{who}'s close_func"):
+                    fail(
+                        i,
+                        f"{who}'s init published its holders with rawfd={opened[0]} and "
+                        f"{opened[1]} installed, not the rawfd={passed} and close_func it "
+                        "passed: the borrows and the close from here on use those",
+                    )
             if state is State.CLOSING:
                 # The owner's own borrow (its `+=`) is logged before CLOSING;
                 # it cannot hold another (close inside a borrow is refused).
@@ -500,9 +604,27 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
                 index, _ = mine.pop()
                 if owning.get(who) == index:
                     del owning[who]
+        elif ev.what == "published":
+            fail(
+                i,
+                f"{who}'s init published its {ev.detail}: borrows succeed while the FD "
+                "reads UNINIT (_holders is _NO_BORROWS <=> state is UNINIT)",
+            )
+        elif ev.what == "republished":
+            fail(
+                i,
+                f"{who} {ev.what} {ev.detail}: a second init got past its check, and "
+                "a borrow counted in the first holders is lost (at most one init succeeds)",
+            )
         elif ev.what == "fn":
             if not mine:
                 fail(i, f"{who}'s fn runs without a borrow (guarantee 1)")
+            elif mine[-1][1] is State.UNINIT:
+                fail(
+                    i,
+                    f"{who}'s fn runs under a borrow taken in UNINIT (#{mine[-1][0]}), "
+                    "before an init published the holders: a borrow succeeds only after one",
+                )
             elif mine[-1][1] is not State.OPEN:
                 fail(
                     i,
@@ -511,6 +633,8 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
                 )
             if close_funcs:
                 fail(i, f"{who}'s fn runs after close_func started (guarantees 1, 2)")
+            if opened is not None and ev.detail != f"rawfd={opened[0]}":
+                fail(i, f"{who}'s fn got {ev.detail}, but init installed rawfd={opened[0]}")
             running[who] += 1
         elif ev.what == "fn_end":
             running[who] -= 1
@@ -532,6 +656,15 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
                 fail(i, f"close_func called while borrows run: {others} (guarantee 1)")
             if state is not State.CLOSING:
                 fail(i, f"close_func called in state {state.name}, not CLOSING")
+            rawfd, _, whose = ev.detail.partition(" (")
+            called = (whose.removesuffix("'s)") or "main") + "'s close_func"
+            if opened is not None and (rawfd, called) != (f"rawfd={opened[0]}", opened[1]):
+                fail(
+                    i,
+                    f"{called} called with {rawfd}, but init installed "
+                    f"{opened[1]} with rawfd={opened[0]}: only the initialized "
+                    "number is closed, by its own close_func",
+                )
         elif ev.what == "close_func_end":
             close_func_done = True
         elif ev.what == "on_closing":
@@ -550,6 +683,7 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
         elif ev.what == "call":
             open_calls.setdefault(who, []).append(i)
             held_at_call.setdefault(who, []).append(len(mine))
+            state_at_call[i] = state
         elif ev.what == "return":
             kind, result = ev.detail.split(": ", 1)
             began = open_calls.get(who, [-1]).pop() if open_calls.get(who) else -1
@@ -568,10 +702,35 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
                     "before raising: a refused borrow must raise at once, without "
                     "blocking (guarantee 2)",
                 )
+            if (refused or result in REFUSALS) and began >= 0:
+                # Whatever the FD logged on this thread during a refused call is a change.
+                done = [
+                    f"#{j} {e.what} {e.detail}"
+                    for j, e in enumerate(world.events[began + 1 : i], began + 1)
+                    if e.who == who and e.what not in ("call", "return")
+                ]
+                if done:
+                    fail(
+                        i,
+                        f"{who}'s {kind} was refused ({result}), yet it changed the FD: "
+                        f"{'; '.join(done)} (guarantee 10: a refused call changes nothing)",
+                    )
+            if kind.startswith("init") and result == "ok":
+                inits_ok.append(who)
+                if len(inits_ok) > 1:
+                    fail(i, f"a second init succeeded ({', '.join(inits_ok)}): at most one does")
             problems.extend(
                 f"at #{i}: {p}"
                 for p in _check_return(
-                    world, who, kind, result, state, owner, borrows_at_close, close_func_done
+                    world,
+                    who,
+                    kind,
+                    result,
+                    state,
+                    state_at_call.get(began, state),
+                    owner,
+                    borrows_at_close,
+                    close_func_done,
                 )
             )
 
@@ -587,6 +746,7 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
 
     if ended:
         problems.extend(_check_end(world, state, owner, close_funcs, on_closings, holds, running))
+        problems.extend(_check_inits(world, inits_ok))
     elif state is State.CLOSING and not close_funcs and not any(holds.values()):
         # The threads stopped for good here (a deadlock), so nobody will run it.
         last = max((i for i, ev in enumerate(world.events) if ev.what == "unhold"), default=-1)
@@ -595,15 +755,15 @@ def violations(world: World, *, ended: bool = True) -> list[str]:
             "the last borrow was released in CLOSING, yet no thread ran close_func and "
             "none will: a lost wake-up (guarantees 4, 8)",
         )
-    elif state is State.OPEN:
+    elif state in (State.UNINIT, State.OPEN):
         for waiting, starts in open_calls.items():
             for start in starts:
                 kind = world.events[start].detail
                 if kind.startswith(CLOSE_KINDS):
                     fail(
                         start,
-                        f"{waiting}'s {kind} never returned, yet the FD is still OPEN: no "
-                        "close began for it to wait for (no freeze, no CLOSING)",
+                        f"{waiting}'s {kind} never returned, yet the FD is still "
+                        f"{state.name}: no close began for it to wait for (no freeze, no CLOSING)",
                     )
     return problems
 
@@ -614,23 +774,48 @@ def _check_return(
     kind: str,
     result: str,
     state: State,
+    began_in: State,
     owner: str | None,
     borrows_at_close: int,
     close_func_done: bool,
 ) -> Iterator[str]:
-    """What a call may return, given the log up to its return."""
+    """What a call may return, given the log up to its return (`state`) and
+    the state as it began (`began_in`): states only move forward, so a call
+    refused as UNINIT must have begun in UNINIT, and one refused because an
+    init came first must end after it."""
     call = next((c for c in reversed(world.calls) if c.who == who and c.kind == kind), None)
     fn_started = call is not None and world.fns[who] > call.fns_before  # None: hand-written log
+    if result == "UninitializedFDError" and began_in is not State.UNINIT:
+        yield f"{who}'s {kind} was refused as UNINIT, yet the FD was {began_in.name} when called"
+    if kind.startswith(("init", "track")):
+        allowed = INIT_RESULTS if kind.startswith("init") else TRACK_RESULTS
+        if result not in allowed:
+            yield f"{who}'s {kind} ended with {result}: {ESCAPED}"
+        elif result == "ok" and began_in is not State.UNINIT:
+            yield (
+                f"{who}'s {kind} succeeded, yet the FD was {began_in.name} when called: "
+                "only an UNINIT FD accepts it (MultipleInitError)"
+            )
+        elif result == "MultipleInitError" and state is State.UNINIT:
+            yield f"{who}'s {kind} raised MultipleInitError, yet no init has opened the FD"
+        elif result == "ClosedFDError" and state in (State.UNINIT, State.OPEN):
+            yield f"{who}'s {kind} raised ClosedFDError while the FD is {state.name}"
+        return
     if not kind.startswith(CLOSE_KINDS):
         if result not in BORROW_RESULTS:
-            yield f"{who}'s {kind} ended with {result}; a borrow returns or raises ClosedFDError"
+            yield f"{who}'s {kind} ended with {result}: {ESCAPED}"
         if result == "ClosedFDError" and fn_started:
             yield f"{who}'s {kind} raised ClosedFDError after calling fn (guarantee 2)"
-        if result == "ClosedFDError" and state is State.OPEN:
-            yield f"{who}'s {kind} refused while the FD is OPEN and no close began"
+        if result == "ClosedFDError" and state in (State.UNINIT, State.OPEN):
+            yield f"{who}'s {kind} refused while the FD is {state.name} and no close began"
         if result == "ok" and not fn_started:
             yield f"{who}'s {kind} returned without calling fn"
         return
+    if result not in CLOSE_RESULTS:
+        yield f"{who}'s {kind} ended with {result}: {ESCAPED}"
+        return
+    if result in REFUSALS:
+        return  # refused at once: checked above and by the caller (nothing changed)
     detach = kind.startswith("detach")
     if result == "TimeoutError":
         if who != owner:
@@ -707,6 +892,44 @@ def _check_end(
         yield f"at the end: close_func ran {close_funcs}x, expected {expected} (guarantee 1)"
     if world.scenario.on_closing and on_closings != 1:
         yield f"at the end: on_closing ran {on_closings}x, expected once"
+
+
+def _check_inits(world: World, inits_ok: list[str]) -> Iterator[str]:
+    """After the threads ended: of the scenario's inits exactly one succeeded,
+    and the FD holds what it passed; a tracker's registry saw the init iff
+    its track_lifetime() succeeded (a refused one changed nothing)."""
+    fd = world.fd
+    if not world.inits or fd is None:  # an FD opened by its constructor, or a hand-written log
+        return
+    if len(inits_ok) != 1:
+        yield (
+            f"at the end: {len(inits_ok)} init(s) succeeded ({', '.join(inits_ok) or 'none'}); "
+            "exactly one must, the others raise MultipleInitError and change nothing"
+        )
+        return
+    rawfd, close_func = world.inits[inits_ok[0]]
+    if (fd._rawfd, fd._close_func) != (rawfd, close_func):
+        yield (
+            f"at the end: the FD holds rawfd={fd._rawfd} and "
+            f"{world.close_func_name(fd._close_func)}, but the init that succeeded "
+            f"({inits_ok[0]}) passed rawfd={rawfd} and its own close_func"
+        )
+    tracks = [c for c in world.calls if c.kind.startswith("track")]
+    if not tracks or world.registry is None:
+        return
+    tracked = any(c.result == "ok" for c in tracks)
+    with it.no_interleave():
+        initialized = world.registry.fd_stats().initialized
+    attached = fd._registry is world.registry
+    if (attached, initialized) != (tracked, int(tracked)):
+        reports_to = "the tracker's registry" if attached else "another registry"
+        if fd._registry is None:
+            reports_to = "no registry"
+        yield (
+            f"at the end: track_lifetime {'succeeded' if tracked else 'was refused'}, yet the "
+            f"FD reports to {reports_to}, and the tracker's counted {initialized} init(s): "
+            "a tracked FD reports its init, a refused track changes nothing (guarantee 10)"
+        )
 
 
 # -- exploring, saving, replaying ---------------------------------------------

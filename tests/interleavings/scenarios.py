@@ -2,12 +2,22 @@
 
 Every actor makes one rcfd call (a nested borrower makes two) on one shared
 FD; `harness.violations` checks the guarantees of specs/rcfd.md on every
-schedule, so a scenario states only who calls what.
+schedule, so a scenario states only who calls what. Most start from an OPEN
+FD (FD(rawfd, ...)); the `uninit` ones from FD(), which their actors init
+while others borrow, close or track it.
 """
 
 from __future__ import annotations
 
-from tests.interleavings.harness import Actor, Body, MonitoredFD, Scenario, World
+from tests.interleavings.harness import (
+    OTHER_RAWFD,
+    RAWFD,
+    Actor,
+    Body,
+    MonitoredFD,
+    Scenario,
+    World,
+)
 
 
 def _fd(w: World) -> MonitoredFD:
@@ -57,6 +67,22 @@ def closer(timeout: float | None = None) -> Body:
 
 def detacher(w: World) -> None:
     w.call("detach", lambda: _fd(w).detach())
+
+
+def initer(rawfd: int = RAWFD) -> Body:
+    """init(rawfd, close_func) with a close_func of its own (the log names whose runs)."""
+
+    def body(w: World) -> None:
+        close_func = w.close_func_for(w.who(), rawfd)
+        w.call(f"init(rawfd={rawfd})", lambda: _fd(w).init(rawfd, close_func))
+
+    return body
+
+
+def tracker(w: World) -> None:
+    registry = w.registry
+    assert registry is not None  # model_for makes it before it starts any actor
+    w.call("track_lifetime", lambda: _fd(w).track_lifetime(registry))
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -122,6 +148,39 @@ SCENARIOS: tuple[Scenario, ...] = (
         (Actor("closer", closer()), Actor("b1", do_borrower), Actor("b2", cm_borrower)),
         on_closing=True,
         about="close with on_closing and two borrowers",
+    ),
+    # From FD(): init is the last step of opening (it publishes the holders),
+    # and until then every borrow and close is refused with UninitializedFDError.
+    Scenario(
+        "init_close/2",
+        (Actor("initer", initer()), Actor("closer", closer())),
+        uninit=True,
+        about="init vs close: the close is refused (UNINIT, nothing changed) or closes once",
+    ),
+    Scenario(
+        "init_close/3",
+        (Actor("initer", initer()), Actor("c1", closer()), Actor("c2", closer())),
+        uninit=True,
+        about="init vs two closes: one refused before init leaves the FD its own lock, "
+        "with which the other may close during init's window (it must see UNINIT)",
+    ),
+    Scenario(
+        "init_borrow_close/3",
+        (Actor("initer", initer()), Actor("borrower", do_borrower), Actor("closer", closer())),
+        uninit=True,
+        about="init, a borrow and a close: a borrow's fn runs only after init published",
+    ),
+    Scenario(
+        "two_inits/2",
+        (Actor("i1", initer(RAWFD)), Actor("i2", initer(OTHER_RAWFD))),
+        uninit=True,
+        about="two inits: one wins, the other raises MultipleInitError and changes nothing",
+    ),
+    Scenario(
+        "track_init/2",
+        (Actor("tracker", tracker), Actor("initer", initer())),
+        uninit=True,
+        about="track_lifetime vs init: before init it is counted, after it refused, unchanged",
     ),
 )
 

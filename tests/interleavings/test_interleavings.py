@@ -8,6 +8,7 @@ random and PCT schedules); `make explore-long` raises the preemption bound.
 from __future__ import annotations
 
 import sys
+import threading
 from array import array
 
 import pytest
@@ -19,6 +20,7 @@ if sys.version_info < (3, 12):
         allow_module_level=True,
     )
 
+from rcfd import _fd
 from rcfd._lifecycle import State
 from tests.interleavings import harness
 from tests.interleavings.harness import Ev, World
@@ -195,7 +197,8 @@ def test_tombstones_are_logged_as_releases() -> None:
     closer = fd._closer
     assert closer is not None and isinstance(closer.released, harness.Tombstones)
     assert [(ev.what, ev.detail, ev.borrows) for ev in world.events] == [
-        ("state", "UNINIT -> OPEN", 0),
+        ("written", "_state = OPEN (holders not published: UNINIT)", 0),  # FD(rawfd) inits
+        ("state", "UNINIT -> OPEN (holders published: rawfd=7, main's close_func)", 0),
         ("hold", harness.OWNER_HOLD, 1),
         ("state", "OPEN -> CLOSING", 1),
         ("unhold", "tombstone", 0),  # the owner's release, after the freeze
@@ -232,3 +235,115 @@ def test_checker_reports_a_lost_wake_up_in_a_cut_short_log() -> None:
 def test_checker_reports_a_close_waiting_on_an_open_fd_in_a_cut_short_log() -> None:
     world = _world(OPENED, ("closer", "call", "close", State.OPEN))
     assert any("no close began" in p for p in harness.violations(world, ended=False))
+
+
+# Starting UNINIT: init's publication is logged as the FD's opening, and the
+# checks of init, track_lifetime and the calls refused before init.
+
+
+def test_init_is_logged_when_it_publishes_the_holders() -> None:
+    world = World(BY_NAME["init_borrow_close/3"])
+    world.names[threading.get_ident()] = "t"
+    fd = world.fd = harness.MonitoredFD(world, None, uninit=True)
+    world.counted = True
+    close_func = world.close_func_for("t", harness.RAWFD)
+    # Outside a run: plain threads and locks, the same steps (no hang if broken).
+    world.call("do", lambda: fd.do(world.borrow_body))
+    world.call("close", fd.close)
+    world.call("init(rawfd=7)", lambda: fd.init(harness.RAWFD, close_func))
+    world.call("do", lambda: fd.do(world.borrow_body))
+    world.call("close", fd.close)
+    assert isinstance(fd._holders, harness.HoldList)
+    assert len(_fd._NO_BORROWS) == 0 and harness.is_frozen(_fd._NO_BORROWS)  # still shared
+    assert [(ev.what, ev.detail, ev.state) for ev in world.events][:8] == [
+        ("call", "do", State.UNINIT),
+        ("return", "do: UninitializedFDError", State.UNINIT),
+        ("call", "close", State.UNINIT),
+        ("return", "close: UninitializedFDError", State.UNINIT),
+        ("call", "init(rawfd=7)", State.UNINIT),
+        ("written", "_state = OPEN (holders not published: UNINIT)", State.UNINIT),
+        ("state", "UNINIT -> OPEN (holders published: rawfd=7, t's close_func)", State.OPEN),
+        ("return", "init(rawfd=7): ok", State.OPEN),
+    ]
+    assert ("close_func", "rawfd=7 (t's)", State.CLOSING) in [
+        (ev.what, ev.detail, ev.state) for ev in world.events
+    ]
+    assert harness.violations(world) == []
+
+
+def test_checker_reports_an_exception_rcfd_does_not_document() -> None:
+    world = _world(
+        ("c", "call", "close", State.UNINIT), ("c", "return", "close: BufferError", State.UNINIT)
+    )
+    assert any("documented errors" in p for p in harness.violations(world))
+
+
+def test_checker_reports_a_refused_call_that_changed_the_fd() -> None:
+    world = _world(
+        ("c", "call", "close", State.UNINIT),
+        ("c", "hold", harness.OWNER_HOLD, State.UNINIT),
+        ("c", "unhold", "tombstone", State.UNINIT),
+        ("c", "return", "close: UninitializedFDError", State.UNINIT),
+    )
+    assert any("refused call changes nothing" in p for p in harness.violations(world))
+
+
+def test_checker_reports_a_refusal_as_uninit_of_an_open_fd() -> None:
+    world = _world(
+        OPENED,
+        ("b", "call", "do", State.OPEN),
+        ("b", "return", "do: UninitializedFDError", State.OPEN),
+    )
+    assert any("refused as UNINIT, yet the FD was OPEN" in p for p in harness.violations(world))
+
+
+def test_checker_reports_a_borrow_taken_before_init_published() -> None:
+    world = _world(
+        ("i", "published", "holders, while _state is UNINIT", State.UNINIT),
+        ("b", "hold", "insert", State.UNINIT),
+        ("b", "fn", "rawfd=-1", State.UNINIT),
+    )
+    problems = harness.violations(world, ended=False)
+    assert any("borrows succeed while the FD reads UNINIT" in p for p in problems)
+    assert any("borrow taken in UNINIT" in p for p in problems)
+
+
+def test_checker_reports_two_inits_that_succeed() -> None:
+    world = _world(
+        ("i1", "call", "init(rawfd=7)", State.UNINIT),
+        ("i1", "state", "UNINIT -> OPEN (holders published: rawfd=7, i1's close_func)", State.OPEN),
+        ("i1", "return", "init(rawfd=7): ok", State.OPEN),
+        ("i2", "call", "init(rawfd=8)", State.OPEN),
+        ("i2", "republished", "holders (0 borrow(s) in the replaced ones)", State.OPEN),
+        ("i2", "return", "init(rawfd=8): ok", State.OPEN),
+    )
+    problems = harness.violations(world)
+    assert any("a second init got past its check" in p for p in problems)
+    assert any("a second init succeeded (i1, i2)" in p for p in problems)
+    assert any("the FD was OPEN when called" in p for p in problems)
+
+
+def test_checker_reports_a_track_accepted_after_init() -> None:
+    world = _world(
+        OPENED,
+        ("t", "call", "track_lifetime", State.OPEN),
+        ("t", "return", "track_lifetime: ok", State.OPEN),
+    )
+    assert any("only an UNINIT FD accepts it" in p for p in harness.violations(world))
+
+
+def test_checker_reports_a_close_func_init_did_not_install() -> None:
+    world = _world(
+        ("i1", "state", "UNINIT -> OPEN (holders published: rawfd=7, i1's close_func)", State.OPEN),
+        CLOSING,
+        ("closer", "close_func", "rawfd=8 (i2's)", State.CLOSING),
+    )
+    assert any("only the initialized number" in p for p in harness.violations(world))
+
+
+def test_checker_reports_an_init_that_published_what_it_was_not_passed() -> None:
+    world = _world(
+        ("i1", "state", "UNINIT -> OPEN (holders published: rawfd=8, i2's close_func)", State.OPEN),
+    )
+    world.close_func_for("i1", harness.RAWFD)
+    assert any("not the rawfd=7 and close_func it passed" in p for p in harness.violations(world))
