@@ -35,6 +35,8 @@ from mutants import (
     m22_on_closing_after_release,
     m23_timeout_during_close_func,
     m24_nan_timeout_checked_late,
+    m25_init_without_shared_lock,
+    m26_close_reads_state_before_holders,
 )
 from mutants._mutant import Mutant
 
@@ -63,6 +65,8 @@ CATALOG: tuple[Mutant, ...] = (
     m22_on_closing_after_release.MUTANT,
     m23_timeout_during_close_func.MUTANT,
     m24_nan_timeout_checked_late.MUTANT,
+    m25_init_without_shared_lock.MUTANT,
+    m26_close_reads_state_before_holders.MUTANT,
 )
 
 

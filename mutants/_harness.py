@@ -7,7 +7,8 @@ until a `return`, `raise` or `interrupt` step ends it. The driver issues one
 step, waits until the thread has visibly got somewhere (the call returned,
 `fn` was entered, close_func blocked, or the close began), and records what
 every thread did meanwhile, the FD's state and borrow count, and how often
-close_func ran. That record is the timeline `make explain` prints.
+close_func ran. That record is the timeline `make explain` prints. The FD
+starts OPEN, or UNINIT (`Scenario.uninit`), opened by an `init` step.
 
 Monitors check the guarantees of specs/rcfd.md as the steps run, from the
 harness's own bookkeeping (which threads are inside `fn`, when close_func ran
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from rcfd import State
+    from rcfd import FD, State
 
 WAIT = 10.0  # seconds: the bound on anything that must happen (generous for loaded CI)
 SETTLE = 0.25  # seconds: how long a call that may block gets before it is shown "waiting"
@@ -49,13 +50,14 @@ Action = Literal[
     "close",  # fd.close(timeout) (timeout=None waits forever)
     "detach",  # fd.detach()
     "track",  # fd.track_lifetime(another registry)  (refused once initialized)
+    "init",  # fd.init(a fresh eventfd, close_func)  (refused once initialized)
     "finish",  # close_func, blocked in a "blocks" scenario, returns now
     "drop",  # the harness drops the last reference to the FD; gc.collect()
     "resume",  # a thread preempted by a step's pause goes on
     "await",  # wait for the thread's call to return (or its close deadline to pass)
 ]
 
-Pause = Literal["", "after-unlock", "before-lock", "before-insert"]
+Pause = Literal["", "after-unlock", "before-lock", "before-insert", "in-init"]
 
 GUARANTEES: dict[int, str] = {
     0: "the lifetime registry counts every init and release, with the init stack",
@@ -69,6 +71,9 @@ GUARANTEES: dict[int, str] = {
     8: "a timed-out close still happens, exactly once, when the last borrow returns",
     9: "an unreachable initialized FD is closed by its finalizer, with a ResourceWarning",
     10: "a call that raises changes nothing",
+    # Not a numbered guarantee (as 0 is not): specs/rcfd.md's Errors section.
+    11: "a call raises only the errors specs/rcfd.md names (Errors): a second init "
+    "MultipleInitError, a close before init UninitializedFDError",
 }
 
 
@@ -82,7 +87,8 @@ class Step:
     # it ("before-lock"), or right before its next insert into the FD's holders
     # ("before-insert": a borrow's entry, which takes no lock): a context switch
     # exactly where a check-then-act bug shows (the check in one step, the act
-    # in another).
+    # in another). "in-init": right after init() wrote OPEN, before it
+    # publishes the holders, its last store (an UNINIT scenario's init step).
     pause: Pause = ""
 
 
@@ -90,6 +96,7 @@ class Step:
 class Scenario:
     steps: tuple[Step, ...]
     close_func: Literal["ok", "raises", "blocks"] = "ok"  # blocks: until a finish step
+    uninit: bool = False  # starts from FD(registry=...): an init step opens it
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,9 @@ class _Worker:
         self.resume = threading.Event()
         self.deadline = math.inf  # when the running close(timeout) gives up
         self.before: tuple[State, int] = (replayer.rcfd.State.OPEN, 0)  # the FD as the call began
+        # The driver saw this init wait (for the shared lock a paused init holds):
+        # the FD it began on changed meanwhile, by the other init.
+        self.waited = False
         self.thread = threading.Thread(target=self.loop, name=name, daemon=True)
 
     def loop(self) -> None:
@@ -200,12 +210,14 @@ class _Worker:
             r.log(self.name, f"({step.action}: the FD was dropped)")
             r.settle(self)
             return
+        rawfd = r.new_rawfd() if step.action == "init" else -1  # each init its own number
         label = {
             "borrow": "do(fn)",
             "with": "with borrow()",
             "close": "close()" if step.timeout is None else f"close(timeout={step.timeout})",
             "detach": "detach()",
             "track": "track_lifetime(r2)",
+            "init": f"init(fd {rawfd})",
         }.get(step.action, step.action)
         r.log(self.name, label)
         self.busy = label
@@ -214,6 +226,7 @@ class _Worker:
         # What a refused call must leave as it found; re-read when the thread is
         # resumed from a pause (the steps run meanwhile are other threads' doing).
         self.before = (fd.state, fd.borrow_count)
+        self.waited = False
         error: BaseException | None = None
         result: object = None
         started = time.monotonic()
@@ -233,19 +246,47 @@ class _Worker:
                 result = fd.detach()
             elif step.action == "track":
                 fd.track_lifetime(r.other_registry)
+            elif step.action == "init":
+                fd.init(rawfd, r.close_func, on_closing=r.on_closing)
         except BaseException as exc:
             error = exc
         self.busy = ""
         self.deadline = math.inf
         outcome = "ok" if error is None else type(error).__name__
+        # What a call may raise: rcfd's errors, what fn raised (re-raised), a bad
+        # argument's, TimeoutError, and close_func's own error (an OSError) from a close.
+        documented: tuple[type[BaseException], ...] = (r.rcfd.FDError, _Failure, TimeoutError)
+        documented = (*documented, KeyboardInterrupt, TypeError, ValueError)
         if step.action in ("close", "detach"):
+            documented = (*documented, OSError)
+        if error is not None and not isinstance(error, documented):
+            r.violate(
+                11,
+                f"{self.name}'s {label} raised {type(error).__name__} ({error}), "
+                "not one of rcfd's errors",
+            )
+        elif step.action in ("close", "detach"):
             self.check_close(step, error, result, started)
+        if step.action == "init" and error is None:
+            with r.cond:
+                r.inits_ok += 1
+                if r.opened_with is None:
+                    r.opened_with = rawfd
+                if r.inits_ok > 1:
+                    r.violate(
+                        11,
+                        f"{self.name}'s init() succeeded on an FD another init had "
+                        "opened: it must raise MultipleInitError (the first number is "
+                        "orphaned: nobody will close it)",
+                    )
         if step.action == "detach" and error is None:
             outcome = f"returned fd {result}"
             with r.cond:
                 r.handed_over = True
         if step.action == "track" and error is None:
-            r.violate(10, "track_lifetime after init was accepted")
+            if self.before[0] is not r.rcfd.State.UNINIT:
+                r.violate(10, "track_lifetime after init was accepted")
+            r.tracked = True
         if step.action in ("borrow", "with") and error is None:
             outcome = "returned"
         if isinstance(error, (_Failure, KeyboardInterrupt)):
@@ -254,7 +295,7 @@ class _Worker:
         if step.action in ("close", "detach"):
             # A second closer's ClosedFDError comes after a legitimate wait.
             refused = (TypeError, ValueError, r.rcfd.CloseInsideBorrowError)
-        if isinstance(error, refused) and self.depth == 0:
+        if isinstance(error, refused) and self.depth == 0 and not self.waited:
             after = (fd.state, fd.borrow_count)
             before = self.before
             if after != before:
@@ -376,6 +417,33 @@ class _PausingHolders(_Holders):
         super().insert(index, value)
 
 
+def _fd_pausing_in_init(replayer: _Replayer) -> FD:
+    """FD(registry=...), UNINIT, plus a preemption point inside init(): a worker
+    whose pause is armed ("in-init") stops right after init wrote OPEN, before
+    it publishes the holders (its last store, from which on it has taken
+    effect), until the driver resumes it. A subclass whose `_state` is a
+    property over its own storage is the only way to stop there without
+    touching the FD's code; every method is the FD's own."""
+    import rcfd
+
+    uninit, opened = rcfd.State.UNINIT, rcfd.State.OPEN
+
+    class PausingFD(rcfd.FD):
+        @property
+        def _state(self) -> State:
+            state: State = self.__dict__.get("_written_state", uninit)
+            return state
+
+        @_state.setter
+        def _state(self, new: State) -> None:
+            old = self._state
+            self.__dict__["_written_state"] = new
+            if old is uninit and new is opened:
+                replayer.preempt("in-init", "(preempted in init: OPEN written, holders not yet)")
+
+    return PausingFD(registry=replayer.registry)
+
+
 class _Replayer:
     def __init__(self, scenario: Scenario, wait: float) -> None:
         import rcfd
@@ -397,13 +465,24 @@ class _Replayer:
         self.handed_over = False
         self.dropped = False
         self.finalizer_warnings = 0
+        self.inits_ok = 0  # init steps that succeeded (an UNINIT scenario's)
+        self.opened_with: int | None = None  # the number of the first init that succeeded
+        self.tracked = False  # a track step succeeded (before init): other_registry counts
         self.finish = threading.Event()
         self.registry = rcfd.LifetimeRegistry()
         self.other_registry = rcfd.LifetimeRegistry()
         self.rawfd = os.eventfd(0)
-        self.fd: rcfd.FD | None = rcfd.FD(
-            self.rawfd, self.close_func, registry=self.registry, on_closing=self.on_closing
-        )
+        self.rawfds = [self.rawfd]  # every number handed to the FD; the harness closes them
+        self.fd: rcfd.FD | None
+        if not scenario.uninit:
+            self.opened_with = self.rawfd
+            self.fd = rcfd.FD(
+                self.rawfd, self.close_func, registry=self.registry, on_closing=self.on_closing
+            )
+        elif any(s.pause == "in-init" for s in scenario.steps):
+            self.fd = _fd_pausing_in_init(self)
+        else:
+            self.fd = rcfd.FD(registry=self.registry)
         names = sorted({s.thread for s in scenario.steps if s.action not in ("finish", "drop")})
         self.workers = {name: _Worker(self, name) for name in names}
         if any(s.pause in ("after-unlock", "before-lock") for s in scenario.steps):
@@ -411,7 +490,8 @@ class _Replayer:
             object.__setattr__(self.fd, "_lock", _PausingLock(self, self.fd._guard()))
         if any(s.pause == "before-insert" for s in scenario.steps):
             # The FD is OPEN with no borrow yet: its holders are an empty, unfrozen
-            # array, which an empty one of the harness's replaces unnoticed.
+            # array, which an empty one of the harness's replaces unnoticed (an
+            # UNINIT FD's are the shared frozen ones: no scenario pauses there).
             assert self.fd.state is rcfd.State.OPEN and self.fd.borrow_count == 0
             holders = _PausingHolders("L")
             holders.replayer = self
@@ -422,6 +502,13 @@ class _Replayer:
     def who(self) -> str:
         name = threading.current_thread().name
         return name if name in self.workers else "gc"
+
+    def new_rawfd(self) -> int:
+        """A fresh number for an init step (closed by the harness, never by close_func)."""
+        rawfd = os.eventfd(0)
+        with self.cond:
+            self.rawfds.append(rawfd)
+        return rawfd
 
     def log(self, thread: str, text: str) -> None:
         with self.cond:
@@ -455,6 +542,12 @@ class _Replayer:
                 self.violate(1, f"close_func ran (in {me}) while on_closing was running")
             if self.handed_over:
                 self.violate(1, "close_func closed a number detach() had handed back")
+            if rawfd != self.opened_with:
+                self.violate(
+                    10,
+                    f"close_func closed fd {rawfd}, not fd {self.opened_with}, the number "
+                    "the FD was opened with (a refused init changed it?)",
+                )
         self.log(me, "close_func runs")
         if self.scenario.close_func == "blocks" and not self.finish.is_set():
             if me in self.workers:
@@ -509,7 +602,7 @@ class _Replayer:
     def run(self) -> Replay:
         stats = self.registry.fd_stats()
         stack = stats.in_flight_stacks.get(self.rawfd, "")
-        if Path(__file__).name not in stack:
+        if not self.scenario.uninit and Path(__file__).name not in stack:
             self.violate(0, "the registry did not keep the stack that initialized the FD")
         for worker in self.workers.values():
             worker.thread.start()
@@ -528,7 +621,8 @@ class _Replayer:
                 result.rows.append(self.row(self.step))
         finally:
             self.finish.set()
-            os.close(self.rawfd)  # close_func only records: the real number is ours
+            for rawfd in self.rawfds:
+                os.close(rawfd)  # close_func only records: the real numbers are ours
         result.violations = list(self.violations)
         return result
 
@@ -571,6 +665,11 @@ class _Replayer:
             self.wait_until_begun(worker)
             if not self.wait_until(lambda: worker.unsettled == 0, SETTLE):
                 self.log(worker.name, "(waiting)")
+        elif step.action == "init":
+            # May wait for the shared lock, which a paused init holds.
+            if not self.wait_until(lambda: worker.unsettled == 0, SETTLE):
+                worker.waited = True
+                self.log(worker.name, "(waiting)")
         elif not self.wait_until(lambda: worker.unsettled == 0, self.wait):
             self.log(worker.name, f"(no progress after {self.wait:.0f}s)")
         self.settle_all()
@@ -585,7 +684,7 @@ class _Replayer:
             with self.cond:
                 if worker.unsettled == 0:
                     return
-            if fd is not None and fd.state is not self.rcfd.State.OPEN:
+            if fd is not None and fd.state in (self.rcfd.State.CLOSING, self.rcfd.State.CLOSED):
                 with self.cond:
                     self.close_begun = True
                 return
@@ -680,10 +779,13 @@ class _Replayer:
             self.violate(10, f"detach() returned but the FD is {fd.state.name}")
         stats = self.registry.fd_stats()
         other = self.other_registry.fd_stats()
+        if self.tracked:  # a track before init: the FD reports to the other registry
+            stats, other = other, stats
         if other.closed + other.close_failed + other.detached + other.finalized:
             self.violate(10, "a refused track_lifetime() redirected the release to its registry")
-        if other.initialized or stats.initialized != 1:
-            self.violate(0, f"registry initialized={stats.initialized}, expected 1")
+        inits = 1 if self.inits_ok or not self.scenario.uninit else 0
+        if other.initialized or stats.initialized != inits:
+            self.violate(0, f"registry initialized={stats.initialized}, expected {inits}")
         if self.close_calls == 0 and not self.handed_over:
             return
         if self.handed_over:
