@@ -357,13 +357,18 @@ class FD:
         self,
         _warn: Callable[..., None] = warnings.warn,
         _finalize: Event = Event.FINALIZE,
+        _no_borrows: array[int] = _NO_BORROWS,
+        _uninit: State = State.UNINIT,
     ) -> None:
         # Unreachable, so no borrow can be running (a borrow holds a reference)
         # and no other thread can touch this FD: no lock needed. Globals are
         # bound as defaults because this may run during interpreter shutdown.
-        closer = self._closer  # borrow_count inline: one call less where a signal can land
-        running = len(self._holders) - (0 if closer is None else len(closer.released))
-        transition = step(self._state, running, 0, _finalize)
+        # `state` and borrow_count inline: fewer calls where a signal can land.
+        # (An FD caught in init's window, in a forked child, is still UNINIT.)
+        holders, closer = self._holders, self._closer
+        state = _uninit if holders is _no_borrows else self._state
+        running = len(holders) - (0 if closer is None else len(closer.released))
+        transition = step(state, running, 0, _finalize)
         if transition.outcome is not Outcome.RUN_CLOSE:
             return
         _warn(f"unclosed {self!r}", ResourceWarning, source=self)
@@ -416,7 +421,13 @@ class FD:
         if registry is None:
             registry = self._registry = current_registry.get()
         if registry is not None:
-            registry._record_init(id(self), rawfd)
+            try:
+                registry._record_init(id(self), rawfd)
+            except BaseException:
+                # (Signals rule) An interrupt as the record returned fails this
+                # init, which the registry must then not count (a false leak).
+                registry._forget_init(id(self))
+                raise
         self._rawfd = rawfd
         self._close_func = close_func
         self._on_closing = on_closing

@@ -134,6 +134,13 @@ class LifetimeRegistry:
             self._initialized += 1
             self._in_flight[key] = (rawfd, stack)
 
+    def _forget_init(self, key: int) -> None:
+        """Undo _record_init for an init that failed after recording (an
+        interrupt as the record returned). A no-op if it was not recorded."""
+        with self._lock:
+            if self._in_flight.pop(key, None) is not None:
+                self._initialized -= 1
+
     def _record_release(self, key: int, how: Release) -> None:
         with self._lock:
             entry = self._in_flight.pop(key, None)

@@ -9,8 +9,10 @@ tests pin the two rules with real threads and one deterministic window.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
+import warnings
 
 import pytest
 
@@ -98,3 +100,48 @@ def test_in_inits_window_every_transition_sees_uninit_and_changes_nothing() -> N
     # The rest of init would follow; the finalizer never sees this window (the
     # init holds the FD), so leave the FD as init found it.
     fd._state = rcfd.State.UNINIT
+
+
+class InterruptedRecord(rcfd.LifetimeRegistry):
+    """A registry whose init record is followed by KeyboardInterrupt, as when
+    SIGINT's handler runs as the record returns (Signals rule)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupt = True
+
+    def _record_init(self, key: int, rawfd: int) -> None:
+        super()._record_init(key, rawfd)
+        if self.interrupt:
+            raise KeyboardInterrupt
+
+
+def test_an_init_interrupted_as_its_record_returns_is_not_counted() -> None:
+    registry = InterruptedRecord()
+    fd = rcfd.FD(registry=registry)
+    raw = os.eventfd(0)
+    with pytest.raises(KeyboardInterrupt):
+        fd.init(raw)
+    assert fd.state is rcfd.State.UNINIT
+    stats = registry.fd_stats()
+    assert stats.initialized == 0 and not stats.in_flight_stacks  # no false leak
+    registry.interrupt = False
+    fd.init(raw)  # the caller still owns the number and may init again
+    fd.close()
+    assert registry.fd_stats().report() == ""
+
+
+def test_the_finalizer_of_an_fd_in_inits_window_closes_nothing() -> None:
+    # A fork child can inherit an FD whose init (in a thread the child does not
+    # have) had written OPEN but not published the holders: it is UNINIT.
+    closed: list[int] = []  # records only: the number stays the test's
+    raw = os.eventfd(0)
+    fd = rcfd.FD()
+    fd._rawfd, fd._close_func, fd._state = raw, closed.append, rcfd.State.OPEN
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        del fd
+        gc.collect()
+    os.close(raw)
+    assert closed == []
+    assert not [w for w in seen if issubclass(w.category, ResourceWarning)]
