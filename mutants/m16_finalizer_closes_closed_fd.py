@@ -17,9 +17,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "transition = step(self._state, running, 0, _finalize)",
+            "transition = step(state, running, 0, _finalize)",
             "transition = step(  # mutant: 'a number is set, so close it'\n"
-            "            _OPEN if self._rawfd >= 0 else self._state,\n"
+            "            _OPEN if self._rawfd >= 0 else state,\n"
             "            running, 0, _finalize,\n"
             "        )",
         ),

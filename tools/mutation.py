@@ -186,7 +186,9 @@ def markdown(mutants: list[Mutant]) -> str:
     module = {m.name: f"m{i:02d}" for i, m in enumerate(CATALOG, 1)}
     lines = ["| # | mutant | the bug | breaks |", "| --- | --- | --- | --- |"]
     for mutant in mutants:
-        breaks = ", ".join("registry" if g == 0 else str(g) for g in mutant.guarantees)
+        breaks = ", ".join(
+            {0: "registry", 11: "errors"}.get(g, str(g)) for g in mutant.guarantees
+        )
         lines.append(f"| {module[mutant.name]} | `{mutant.name}` | {mutant.title} | {breaks} |")
     return "\n".join(lines)
 

@@ -61,9 +61,9 @@ def in_child(check: Callable[[], None]) -> None:
 
 
 class LockHolder:
-    """A thread holding an FD's (or a registry's) lock until stop()."""
+    """A thread holding an FD's (or a registry's, or the shared) lock until stop()."""
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, lock: threading.Lock | threading.RLock) -> None:
         self.lock = lock
         self.held = threading.Event()
         self.done = threading.Event()
