@@ -12,6 +12,8 @@ child only, right after the fork (specs/rcfd.md, "Fork"):
     every registry's;
   * borrows held by threads other than the forking one are dropped: in the
     child those borrows will never end, and their numbers are not in use;
+  * a close cut inside its locked section is settled: begun if it had frozen
+    the holders (CLOSING), never begun if not;
   * an FD that was CLOSING is finished as the close would have been: if no
     borrow is left and close_func had not been called, the child calls it
     now; if it had been called by a thread that is gone, the child marks the
@@ -61,6 +63,7 @@ def _after_fork_in_child() -> None:
     for obj in gc.get_objects():
         if isinstance(obj, FD):
             obj._lock = None
+            _settle_cut_close(obj)
             _drop_vanished_borrows(obj, me)
             if obj._state is State.CLOSING:
                 closing.append(obj)
@@ -69,6 +72,24 @@ def _after_fork_in_child() -> None:
     # Locks are all fresh before any close runs (close_func may use other FDs).
     for fd in closing:
         _finish_inherited_close(fd)
+
+
+def _settle_cut_close(fd: object) -> None:
+    """A close whose locked section the fork cut (its thread is gone): the
+    freeze is where CLOSING begins, so a close that froze the holders began
+    (write the CLOSING it had not yet written), and one that had not never did
+    (detach its closer). Either way the FD keeps the module's invariant."""
+    from rcfd._fd import FD
+    from rcfd._lifecycle import State
+
+    assert isinstance(fd, FD)
+    closer = fd._closer
+    if closer is None or fd._state is not State.OPEN:
+        return
+    if closer.freeze:
+        fd._state = State.CLOSING
+    else:
+        fd._closer = None
 
 
 def _drop_vanished_borrows(fd: object, me: int) -> None:

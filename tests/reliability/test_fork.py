@@ -191,3 +191,43 @@ def test_child_can_init_and_close_while_a_parent_thread_held_the_shared_lock() -
         in_child(child)
     finally:
         holder.stop()
+
+
+def _cut_close(fd: rcfd.FD, *, frozen: bool) -> None:
+    """Leave `fd` as a close in another thread leaves it when the fork cuts
+    its locked section: the closer's borrow counted and the closer attached,
+    then (frozen=True) the holders frozen, but CLOSING not yet written."""
+    from array import array
+
+    from rcfd import _fd
+
+    closer = _fd._Closer(False, lambda: None)
+    fd._holders += array("L", [threading.get_ident() + 1])  # a thread the child lacks
+    fd._closer = closer
+    if frozen:
+        closer.freeze.append(memoryview(fd._holders))
+
+
+@pytest.mark.parametrize("frozen", [True, False], ids=["after-freeze", "before-freeze"])
+def test_child_settles_a_close_the_fork_cut_inside_its_locked_section(frozen: bool) -> None:
+    # The state is built by hand in the child, then the at-fork hook runs on
+    # it again: no thread can be stopped between two of those stores at will.
+    def child() -> None:
+        from rcfd import _fork
+
+        fd, closer = open_fd("memfd")
+        raw = fd.do(lambda rawfd: rawfd)
+        _cut_close(fd, frozen=frozen)
+        _fork._after_fork_in_child()
+        if frozen:
+            # The freeze is where CLOSING begins: the close had begun, and
+            # with its owner gone, the child finishes it.
+            assert fd.state is rcfd.State.CLOSED and closer.calls == [raw]
+        else:
+            # Nothing was frozen: the close never began, and the FD is usable.
+            assert fd.state is rcfd.State.OPEN and fd._closer is None
+            assert fd.borrow_count == 0 and fd.do(lambda rawfd: rawfd) == raw
+            fd.close()
+            assert closer.calls == [raw]
+
+    in_child(child)
