@@ -158,3 +158,21 @@ def state_of(fd: rcfd.FD) -> rcfd.State:
     """fd.state, read through a call so that mypy does not keep an earlier
     `assert fd.state is ...` narrowing after another thread changed it."""
     return fd.state
+
+
+class PausingRegistry(rcfd.LifetimeRegistry):
+    """A registry whose first init record waits for `resume` (at most
+    `resume_within` seconds): the init then holds the shared lock, past its
+    state check, its holders not yet published."""
+
+    def __init__(self, resume_within: float = WAIT) -> None:
+        super().__init__()
+        self.paused = threading.Event()
+        self.resume = threading.Event()
+        self.resume_within = resume_within
+
+    def _record_init(self, key: int, rawfd: int) -> None:
+        if not self.paused.is_set():
+            self.paused.set()
+            assert self.resume.wait(self.resume_within), "test never resumed the init"
+        super()._record_init(key, rawfd)

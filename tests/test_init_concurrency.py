@@ -11,30 +11,13 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
 import warnings
 
 import pytest
 
 import rcfd
 from rcfd import _fd
-from tests.support import WAIT, CountingClose, in_thread, stays_blocked
-
-
-class PausingRegistry(rcfd.LifetimeRegistry):
-    """A registry whose first init record waits for `resume`: init is then
-    inside its locked section, past its state check, not yet published."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paused = threading.Event()
-        self.resume = threading.Event()
-
-    def _record_init(self, key: int, rawfd: int) -> None:
-        if not self.paused.is_set():
-            self.paused.set()
-            assert self.resume.wait(WAIT), "test never resumed the init"
-        super()._record_init(key, rawfd)
+from tests.support import WAIT, CountingClose, PausingRegistry, in_thread, stays_blocked
 
 
 def test_of_two_racing_inits_one_wins_and_the_other_changes_nothing() -> None:

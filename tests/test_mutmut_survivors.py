@@ -23,28 +23,20 @@ from typing import TYPE_CHECKING
 import pytest
 
 import rcfd
-from tests.support import WAIT, CountingClose, HeldBorrow, in_thread, state_of, wait_until
+from tests.support import (
+    WAIT,
+    CountingClose,
+    HeldBorrow,
+    PausingRegistry,
+    in_thread,
+    state_of,
+    wait_until,
+)
 
 if TYPE_CHECKING:
     _Holders = array[int]
 else:
     _Holders = array
-
-
-class PausingRegistry(rcfd.LifetimeRegistry):
-    """A registry whose first init record waits for `resume`: the init then
-    holds the shared lock, past its state check, its holders not yet published."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paused = threading.Event()
-        self.resume = threading.Event()
-
-    def _record_init(self, key: int, rawfd: int) -> None:
-        if not self.paused.is_set():
-            self.paused.set()
-            assert self.resume.wait(3 * WAIT), "test never resumed the init"
-        super()._record_init(key, rawfd)
 
 
 def _borrow_with(fd: rcfd.FD) -> int:
@@ -124,7 +116,8 @@ def test_a_borrow_during_an_init_is_refused_as_uninit_without_waiting(form: str)
     # under a lock. The lock is the shared one, held by the paused init, so
     # the mutant waits for the init; and then reads OPEN and reports a close
     # inside a borrow.
-    registry = PausingRegistry()
+    # The init outwaits the borrow's WAIT below, which on the mutant runs out.
+    registry = PausingRegistry(resume_within=3 * WAIT)
     fd = rcfd.FD(registry=registry)
     raw = os.eventfd(0)
     t1, init = in_thread(lambda: fd.init(raw))
