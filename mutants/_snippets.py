@@ -3,8 +3,24 @@
 Kept here once, so that a change to that code is re-targeted in one place.
 """
 
-# FD.do's call of fn and its release: the borrow ends in a `finally`, and a
-# release after the freeze writes a tombstone and may run the close.
+from textwrap import indent
+
+# FD.do's release, from the body of its `try`: a remove in OPEN; after the
+# freeze, a tombstone, then maybe the close.
+DO_RELEASE = (
+    "    holders.remove(tid)\n"
+    "except BufferError:\n"
+    "    closer = self._closer\n"
+    "    assert closer is not None\n"
+    "    closer.released += (tid,)\n"
+    "    try:\n"
+    "        self._release_closing()\n"
+    "    except BaseException:\n"
+    "        self._release_closing()\n"
+    "        raise\n"
+)
+
+# FD.do's call of fn and its release: the borrow ends in a `finally`.
 DO_CALL_AND_RELEASE = (
     "try:\n"
     "    return fn(self._rawfd)\n"
@@ -13,14 +29,4 @@ DO_CALL_AND_RELEASE = (
     "    raise\n"
     "finally:\n"
     "    try:\n"
-    "        holders.remove(tid)\n"
-    "    except BufferError:\n"
-    "        closer = self._closer\n"
-    "        assert closer is not None\n"
-    "        closer.released += (tid,)\n"
-    "        try:\n"
-    "            self._release_closing()\n"
-    "        except BaseException:\n"
-    "            self._release_closing()\n"
-    "            raise\n"
-)
+) + indent(DO_RELEASE, "    ")

@@ -2,6 +2,7 @@
 
 from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
+from mutants._snippets import DO_RELEASE
 
 MUTANT = Mutant(
     name="lost-wakeup",
@@ -19,16 +20,7 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "    holders.remove(tid)\n"
-            "except BufferError:\n"
-            "    closer = self._closer\n"
-            "    assert closer is not None\n"
-            "    closer.released += (tid,)\n"
-            "    try:\n"
-            "        self._release_closing()\n"
-            "    except BaseException:\n"
-            "        self._release_closing()\n"
-            "        raise\n",
+            DO_RELEASE,
             "    holders.remove(tid)\n"
             "except BufferError:\n"
             "    closer = self._closer\n"
