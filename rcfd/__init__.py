@@ -12,6 +12,7 @@ Where things live:
 from rcfd._errors import (
     ClosedFDError,
     CloseInsideBorrowError,
+    CloseInsideCloseFuncError,
     FDError,
     MultipleInitError,
     SyscallError,
@@ -28,6 +29,7 @@ __all__ = [
     "Borrow",
     "ClosedFDError",
     "CloseInsideBorrowError",
+    "CloseInsideCloseFuncError",
     "FDError",
     "FDStats",
     "LifetimeRegistry",

@@ -74,6 +74,23 @@ class CloseInsideBorrowError(FDError, RuntimeError):
         )
 
 
+class CloseInsideCloseFuncError(FDError, RuntimeError):
+    """close() or detach() called from inside the same FD's close_func (for
+    example a close_func that closes the object that owns the FD).
+
+    Waiting would never end: the close waits for close_func to return, and
+    close_func waits for the close. The outer close goes on and finishes;
+    this call changes nothing.
+    """
+
+    def __init__(self, event: Event, state: State) -> None:
+        super().__init__(
+            f"rcfd: {event.value}() refused in state {state.name}: "
+            "called from inside this FD's close_func, and close would wait for "
+            "close_func to return forever"
+        )
+
+
 class SyscallError(OSError):
     """An error from a system call made under a borrow, named after that call.
 

@@ -55,6 +55,7 @@ class Outcome(enum.Enum):
     REFUSE_CLOSED = "refuse_closed"  # -> ClosedFDError
     REFUSE_MULTIPLE_INIT = "refuse_multiple_init"  # -> MultipleInitError
     REFUSE_CLOSE_IN_BORROW = "refuse_close_in_borrow"  # -> CloseInsideBorrowError
+    REFUSE_CLOSE_IN_CLOSE_FUNC = "refuse_close_in_close_func"  # -> CloseInsideCloseFuncError
 
 
 REFUSALS = frozenset(
@@ -63,6 +64,7 @@ REFUSALS = frozenset(
         Outcome.REFUSE_CLOSED,
         Outcome.REFUSE_MULTIPLE_INIT,
         Outcome.REFUSE_CLOSE_IN_BORROW,
+        Outcome.REFUSE_CLOSE_IN_CLOSE_FUNC,
     }
 )
 
@@ -75,11 +77,16 @@ class Transition(NamedTuple):
     outcome: Outcome
 
 
-def step(state: State, borrows: int, caller_borrows: int, event: Event) -> Transition:
+def step(
+    state: State, borrows: int, caller_borrows: int, event: Event, in_close_func: bool = False
+) -> Transition:
     """Apply `event` to an FD in `state` with `borrows` running borrows, of which
-    `caller_borrows` belong to the calling thread.
+    `caller_borrows` belong to the calling thread; `in_close_func` says that the
+    calling thread is the one running this FD's close_func (a callback calling
+    back into its own FD).
 
     pre: 0 <= caller_borrows <= borrows
+    pre: not in_close_func or (state == State.CLOSING and borrows == 0)
     pre: state != State.UNINIT or borrows == 0
     pre: state != State.CLOSED or borrows == 0
     pre: event != Event.RELEASE or caller_borrows > 0
@@ -91,6 +98,8 @@ def step(state: State, borrows: int, caller_borrows: int, event: Event) -> Trans
     post: (__return__.borrows > borrows) == (__return__.outcome in (Outcome.OK, Outcome.BEGIN_CLOSE) and event in (Event.BORROW, Event.CLOSE, Event.DETACH))
     post: not (state in (State.CLOSING, State.CLOSED) and event == Event.BORROW) or __return__.outcome == Outcome.REFUSE_CLOSED
     post: state != State.CLOSED or __return__.state == State.CLOSED
+    post: not (in_close_func and event in (Event.CLOSE, Event.DETACH)) or __return__.outcome == Outcome.REFUSE_CLOSE_IN_CLOSE_FUNC
+    post: not (state == State.OPEN and event == Event.FINALIZE) or __return__.state == State.CLOSING
     """
     if event is Event.INIT:
         # Go's rc: init on a closed FD is ErrClosedFD, on an initialized one
@@ -125,9 +134,12 @@ def step(state: State, borrows: int, caller_borrows: int, event: Event) -> Trans
     if event is Event.CLOSE or event is Event.DETACH:
         if state is State.UNINIT:
             return Transition(state, borrows, Outcome.REFUSE_UNINIT)
-        # Waiting for our own borrow would never end (Go's rc deadlocks here).
+        # Waiting for our own borrow would never end (Go's rc deadlocks here);
+        # nor would waiting, from inside close_func, for close_func to return.
         if caller_borrows > 0:
             return Transition(state, borrows, Outcome.REFUSE_CLOSE_IN_BORROW)
+        if in_close_func:
+            return Transition(state, borrows, Outcome.REFUSE_CLOSE_IN_CLOSE_FUNC)
         if state is State.OPEN:
             return Transition(State.CLOSING, borrows + 1, Outcome.BEGIN_CLOSE)
         if state is State.CLOSING:
@@ -135,9 +147,14 @@ def step(state: State, borrows: int, caller_borrows: int, event: Event) -> Trans
         return Transition(state, borrows, Outcome.REFUSE_CLOSED)
 
     if event is Event.FINALIZE:
-        # An unreachable FD has no running borrow: nobody holds a reference.
-        if state is State.OPEN and borrows == 0:
-            return Transition(State.CLOSING, 0, Outcome.RUN_CLOSE)
+        # The FD is unreachable, yet borrows may still run: held by objects
+        # that are garbage too (a suspended generator in the same cycle), whose
+        # finalizers release them later. The finalizer begins the close like
+        # close() does, so the release that brings the count to zero runs it.
+        if state is State.OPEN:
+            if borrows == 0:
+                return Transition(State.CLOSING, 0, Outcome.RUN_CLOSE)
+            return Transition(State.CLOSING, borrows, Outcome.OK)
         return Transition(state, borrows, Outcome.IGNORE)
 
     # Event.FINISH: close_func returned; only the RUN_CLOSE caller sends it.

@@ -26,16 +26,20 @@ __all__ = ["step_as_table", "table_step"]  # table_step is used by the postcondi
 # not escape this: CrossHair reads PEP 316 contracts from the source lines.)
 
 
-def step_as_table(state: State, borrows: int, caller: int, event: Event) -> tuple[str, int, str]:
-    """step(state, borrows, caller, event) as (next state, borrows after, outcome) names.
+def step_as_table(
+    state: State, borrows: int, caller: int, event: Event, in_close_func: bool
+) -> tuple[str, int, str]:
+    """step(state, borrows, caller, event, in_close_func) as (next state,
+    borrows after, outcome) names.
 
     The preconditions are those of step(): the inputs an FD can present.
 
     pre: 0 <= caller <= borrows
+    pre: not in_close_func or (state == State.CLOSING and borrows == 0)
     pre: state != State.UNINIT or borrows == 0
     pre: state != State.CLOSED or borrows == 0
     pre: event != Event.RELEASE or caller > 0
-    post: __return__ == table_step(state.name, borrows, caller, event.name)
+    post: __return__ == table_step(state.name, borrows, caller, event.name, in_close_func)
     """
-    transition = step(state, borrows, caller, event)
+    transition = step(state, borrows, caller, event, in_close_func)
     return transition.state.name, transition.borrows, transition.outcome.name

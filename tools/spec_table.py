@@ -19,7 +19,7 @@ _WHEN = re.compile(r"^(borrows|caller) (==|>) (\d+)$")
 class Row(NamedTuple):
     state: str  # State name, e.g. "OPEN"
     event: str  # Event name, e.g. "CLOSE"
-    when: str  # "-" or "<borrows|caller> <==|>> <int>"
+    when: str  # "-", "<borrows|caller> <==|>> <int>" or "in close_func"
     next_state: str
     borrows_after: str  # "0", "n", "n+1" or "n-1"
     outcome: str  # Outcome name
@@ -39,9 +39,11 @@ def rows() -> tuple[Row, ...]:
     return tuple(parsed)
 
 
-def holds(when: str, borrows: int, caller: int) -> bool:
+def holds(when: str, borrows: int, caller: int, in_close_func: bool = False) -> bool:
     if when == "-":
         return True
+    if when == "in close_func":
+        return in_close_func
     match = _WHEN.match(when)
     if match is None:
         raise ValueError(f"{SPEC}: cannot read condition {when!r}")
@@ -50,13 +52,17 @@ def holds(when: str, borrows: int, caller: int) -> bool:
     return value == bound if match[2] == "==" else value > bound
 
 
-def table_step(state: str, borrows: int, caller: int, event: str) -> tuple[str, int, str]:
+def table_step(
+    state: str, borrows: int, caller: int, event: str, in_close_func: bool = False
+) -> tuple[str, int, str]:
     """(next state, borrows after, outcome) names by the first matching row.
 
     Raises LookupError where the table has no row (a pair that cannot happen).
     """
     for row in rows():
-        if row.state == state and row.event == event and holds(row.when, borrows, caller):
+        if row.state == state and row.event == event and holds(
+            row.when, borrows, caller, in_close_func
+        ):
             after = {"0": 0, "n": borrows, "n+1": borrows + 1, "n-1": borrows - 1}
             return row.next_state, after[row.borrows_after], row.outcome
     raise LookupError(f"specs/rcfd.md has no row for {state} x {event}")
