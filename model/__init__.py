@@ -10,4 +10,5 @@ It imports nothing from rcfd, so that rcfd can be judged against it.
                     runs the same rules on a real rcfd.FD
   model.timeline    a run printed as a table: thread, call, what returned, FD after
   model.traces      specs/traces/*.json for ports (`python -m model.traces`)
+  model.spec_table  specs/rcfd.md's transition table as data, row ids, specs/transitions.json
 """

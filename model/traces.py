@@ -18,7 +18,7 @@ from pathlib import Path
 
 from model.guarantees import violations
 from model.lifecycle import Command, FDModel, TableEvent
-from tools.spec_table import holds, rows, table_step
+from model.spec_table import holds, rows, table_step
 
 TRACES = Path(__file__).resolve().parent.parent / "specs" / "traces"
 FORMAT = "rcfd-trace/1"

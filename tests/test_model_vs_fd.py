@@ -31,10 +31,10 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from model.lifecycle import Command, FDModel, Step
 from model.machine import FDModelMachine
+from model.spec_table import rows
 from model.timeline import Timeline
 from model.traces import row_index, unreachable_rows
 from tests._model_harness import EXPECT_S, Expectation, RealFD
-from tools.spec_table import rows
 
 EXAMPLES = 150
 STEPS = 40

@@ -1,4 +1,5 @@
-"""specs/rcfd.md's transition table and rcfd._lifecycle.step say the same thing."""
+"""specs/rcfd.md's transition table, specs/transitions.json and
+rcfd._lifecycle.step say the same thing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,18 @@ import itertools
 
 import pytest
 
+from model.spec_table import (
+    JSON_TABLE,
+    after,
+    from_json,
+    holds,
+    matching_row,
+    parse_markdown,
+    rows,
+    table_step,
+    to_json,
+)
 from rcfd._lifecycle import Event, State, step
-from tools.spec_table import holds, rows, table_step
 
 
 def reachable_inputs() -> list[tuple[State, int, int, Event, bool]]:
@@ -61,3 +72,39 @@ def test_table_covers_every_state_event_pair() -> None:
         if (s.name, e.name) not in pairs and e is not Event.RELEASE
     ]
     assert not missing, f"specs/rcfd.md lacks rows for {missing}"
+
+
+# -- specs/transitions.json ------------------------------------------------------
+
+
+def test_json_table_is_what_the_markdown_says() -> None:
+    assert JSON_TABLE.read_text() == to_json(rows()), (
+        "specs/transitions.json is stale: regenerate it with `python -m model.spec_table`"
+    )
+    assert from_json(JSON_TABLE.read_text()) == rows()
+
+
+@pytest.mark.parametrize("state, borrows, caller, event, in_close_func", reachable_inputs())
+def test_step_matches_json_table(
+    state: State, borrows: int, caller: int, event: Event, in_close_func: bool
+) -> None:
+    """A port that reads only the JSON table gets step()'s answer."""
+    table = from_json(JSON_TABLE.read_text())
+    row = matching_row(state.name, borrows, caller, event.name, in_close_func, table)
+    code = step(state, borrows, caller, event, in_close_func)
+    spec = (row.next_state, after(row, borrows), row.outcome)
+    assert (code.state.name, code.borrows, code.outcome.name) == spec, (
+        f"{state.name} x {event.name} (borrows={borrows}, caller={caller}, "
+        f"in_close_func={in_close_func}): code says {code}, row {row.id} says {spec}"
+    )
+
+
+def test_row_ids_survive_an_inserted_row() -> None:
+    """Ids name a row by what it matches, not by where it is: a row inserted
+    before others leaves every other id as it was."""
+    text = (JSON_TABLE.parent / "rcfd.md").read_text()
+    marker = "| UNINIT | INIT | - | OPEN | 0 | OK |\n"
+    grown = text.replace(marker, "| OPEN | BORROW | caller > 2 | OPEN | n | WAIT |\n" + marker)
+    before = [row.id for row in parse_markdown(text)]
+    now = [row.id for row in parse_markdown(grown)]
+    assert now[0] == "OPEN.BORROW[caller > 2]" and now[1:] == before

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from model.lifecycle import Command, Observation, Registry
+from model.spec_table import rows
 from model.traces import FORMAT, TRACES, expected_files, unreachable_rows
 from tests._model_harness import EXPECT_S, Expectation, RealFD
-from tools.spec_table import rows
 
 FILES = sorted(TRACES.glob("*.json"))
 REPLAYED: dict[str, int] = {}  # trace name -> steps replayed, for the summary

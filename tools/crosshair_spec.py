@@ -9,8 +9,8 @@ cannot compare equal to the right one.
 
 from __future__ import annotations
 
+from model.spec_table import rows, table_step
 from rcfd._lifecycle import Event, State, step
-from tools.spec_table import rows, table_step
 
 # Read the Markdown now, once: under CrossHair the contract then does pure
 # matching on constant rows, with no file I/O inside the analysis.
