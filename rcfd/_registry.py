@@ -20,6 +20,19 @@ Release = Literal["closed", "close_failed", "detached", "finalized"]
 detach() handed the number back, or the garbage collector closed it."""
 
 
+# In in_flight_stacks, the stacks of several FDs in flight on one number (a
+# number wrapped twice, or reused by the kernel while an FD that did not close
+# it is still in flight) follow each other, each after the first behind this
+# line; a formatted stack has no line like it.
+ANOTHER_FD = "(and another FD on the same number, initialized at:)\n"
+
+
+def split_stacks(value: str) -> list[str]:
+    """The init stacks of the FDs that one in_flight_stacks value names, in
+    init order (one, unless several FDs in flight share the number)."""
+    return value.split(ANOTHER_FD)
+
+
 @dataclass(frozen=True)
 class FDStats:
     """A snapshot of a LifetimeRegistry. No leak iff
@@ -28,10 +41,20 @@ class FDStats:
     initialized: int = 0  # init() calls that succeeded
     closed: int = 0  # closed by close()/aclose()/__exit__, close_func returned
     close_failed: int = 0  # closed by close(), close_func raised (still CLOSED)
-    in_flight_stacks: dict[int, str] = field(default_factory=dict)  # rawfd -> init stack
+    # rawfd -> init stack, for every FD in flight (initialized, not released).
+    # FDs are counted by identity: several in flight on one number are all
+    # there, their stacks joined (split_stacks), none replacing another.
+    in_flight_stacks: dict[int, str] = field(default_factory=dict)
     detached: int = 0  # released by detach(): the caller owns the number now
     finalized: int = 0  # never closed; the garbage collector's finalizer closed them
     finalized_stacks: tuple[tuple[int, str], ...] = ()  # (rawfd, init stack) per finalized FD
+    # FDs in flight (not numbers): the stacks in in_flight_stacks, counted.
+    # Derived, so it cannot disagree with them.
+    in_flight: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        count = sum(len(split_stacks(v)) for v in self.in_flight_stacks.values())
+        object.__setattr__(self, "in_flight", count)
 
     def report(self) -> str:
         """ "" when nothing leaked; else a message naming each leaked descriptor
@@ -43,10 +66,11 @@ class FDStats:
             f"rcfd: {leaked} file descriptor(s) leaked: initialized={self.initialized}"
             f" closed={self.closed} close_failed={self.close_failed}"
             f" detached={self.detached} finalized={self.finalized}"
-            f" in_flight={len(self.in_flight_stacks)}"
+            f" in_flight={self.in_flight}"
         ]
-        for rawfd, stack in sorted(self.in_flight_stacks.items()):
-            lines.append(f"\nfd {rawfd} is still open; initialized at:\n{stack}")
+        for rawfd, stacks in sorted(self.in_flight_stacks.items()):
+            for stack in split_stacks(stacks):
+                lines.append(f"\nfd {rawfd} is still open; initialized at:\n{stack}")
         for rawfd, stack in self.finalized_stacks:
             lines.append(
                 f"\nfd {rawfd} was never closed (the garbage collector closed it); "
@@ -100,7 +124,7 @@ class LifetimeRegistry:
         """The counts so far. Accurate once the code under test stopped
         creating and closing FDs."""
         with self._lock:
-            in_flight = dict(self._in_flight.values())
+            in_flight = list(self._in_flight.values())  # in init order
             finalized = list(self._finalized_sites)
             counts = (
                 self._initialized,
@@ -113,7 +137,7 @@ class LifetimeRegistry:
             initialized=counts[0],
             closed=counts[1],
             close_failed=counts[2],
-            in_flight_stacks={fd: "".join(s.format()) for fd, s in in_flight.items()},
+            in_flight_stacks=_by_number(in_flight),
             detached=counts[3],
             finalized=counts[4],
             finalized_stacks=tuple((fd, "".join(s.format())) for fd, s in finalized),
@@ -154,6 +178,14 @@ class LifetimeRegistry:
                 self._finalized += 1
                 if entry is not None:
                     self._finalized_sites.append(entry)
+
+
+def _by_number(in_flight: list[tuple[int, traceback.StackSummary]]) -> dict[int, str]:
+    """rawfd -> the formatted init stacks of the FDs in flight on it, joined."""
+    stacks: dict[int, list[str]] = {}
+    for rawfd, stack in in_flight:
+        stacks.setdefault(rawfd, []).append("".join(stack.format()))
+    return {rawfd: ANOTHER_FD.join(each) for rawfd, each in stacks.items()}
 
 
 current_registry: contextvars.ContextVar[LifetimeRegistry | None] = contextvars.ContextVar(

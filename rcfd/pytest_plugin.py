@@ -28,7 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rcfd._registry import FDStats, LifetimeRegistry
+from rcfd._registry import ANOTHER_FD, FDStats, LifetimeRegistry, split_stacks
 from rcfd._tracking import track_lifetimes
 
 _INI = "rcfd_fd_leaks"
@@ -112,6 +112,9 @@ def _without_pytest_frames(stats: FDStats) -> FDStats:
 
     return dataclasses.replace(
         stats,
-        in_flight_stacks={fd: trim(s) for fd, s in stats.in_flight_stacks.items()},
+        in_flight_stacks={
+            fd: ANOTHER_FD.join(map(trim, split_stacks(s)))  # each FD's stack on its own
+            for fd, s in stats.in_flight_stacks.items()
+        },
         finalized_stacks=tuple((fd, trim(s)) for fd, s in stats.finalized_stacks),
     )

@@ -210,3 +210,41 @@ def test_the_readme_shows_what_the_plugin_prints(
     result = pytester.runpytest("-q", "-p", "no:cacheprovider", "-W", "ignore::ResourceWarning")
     result.assert_outcomes(passed=1, errors=1)
     assert _normalize(found["out"]) in _normalize(result.stdout.str() + "\n")
+
+
+TWICE = """
+import os
+import rcfd
+
+kept = []
+
+def keep(rawfd):
+    kept.append(rcfd.FD(rawfd, lambda n: None))
+
+def test_wraps_one_number_twice(fd_leaks):
+    rawfd = os.eventfd(0)
+    keep(rawfd)  # the first wrapper
+    keep(rawfd)  # the second wrapper
+"""
+
+
+def test_two_leaks_on_one_number_are_both_reported_trimmed(pytester: pytest.Pytester) -> None:
+    """Each FD's init stack is reported and cut below pytest's frames on its
+    own (joined first and cut once, the first FD's frames would be lost)."""
+    pytester.makepyfile(test_twice=TWICE)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "rcfd: 2 file descriptor(s) leaked: initialized=2 closed=0 close_failed=0 "
+            "detached=0 finalized=0 in_flight=2",
+            "fd * is still open; initialized at:",
+            '  File "*test_twice.py", line 11, in test_wraps_one_number_twice',
+            "    keep(rawfd)  # the first wrapper",
+            "*",
+            "fd * is still open; initialized at:",
+            '  File "*test_twice.py", line 12, in test_wraps_one_number_twice',
+            "    keep(rawfd)  # the second wrapper",
+        ]
+    )
+    assert "/_pytest/" not in result.stdout.str()

@@ -170,3 +170,54 @@ def test_asyncio_tasks_and_to_thread_inherit_the_scope() -> None:
     assert registry.fd_stats().initialized == 2
     for fd in made:
         fd.close()
+
+
+# -- several FDs on one registry, two of them on one number (issue 15) ----------
+
+
+def _noop(rawfd: int) -> None:
+    """A close_func that leaves the number open (the test closes it)."""
+
+
+def open_twice(registry: rcfd.LifetimeRegistry, rawfd: int) -> tuple[rcfd.FD, rcfd.FD]:
+    first = rcfd.FD(rawfd, _noop, registry=registry)  # opened by open_twice, first
+    second = rcfd.FD(rawfd, _noop, registry=registry)  # opened by open_twice, second
+    return first, second
+
+
+def test_two_fds_in_flight_on_one_number_are_both_counted_and_reported() -> None:
+    """The registry counts FDs, not numbers: two FDs wrapping one number (or a
+    number the kernel reused while an FD that did not close it is in flight)
+    are two leaks, each reported with its own init stack."""
+    registry = rcfd.LifetimeRegistry()
+    rawfd = os.eventfd(0)
+    other = rcfd.FD(os.eventfd(0), registry=registry)
+    try:
+        first, second = open_twice(registry, rawfd)
+        stats = registry.fd_stats()
+        assert (stats.initialized, stats.in_flight) == (3, 3)
+        assert sorted(stats.in_flight_stacks) == sorted([rawfd, other.do(lambda n: n)])
+        report = stats.report()
+        assert report.count(f"fd {rawfd} is still open; initialized at:") == 2, report
+        assert "opened by open_twice, first" in report
+        assert "opened by open_twice, second" in report
+        assert "in_flight=3" in report.splitlines()[0]
+        first.close()
+        stats = registry.fd_stats()
+        assert (stats.in_flight, stats.closed) == (2, 1)
+        assert "opened by open_twice, second" in stats.in_flight_stacks[rawfd]
+        assert "opened by open_twice, first" not in stats.in_flight_stacks[rawfd]
+        second.close()
+        other.close()
+        stats = registry.fd_stats()
+        assert (stats.in_flight, stats.in_flight_stacks, stats.report()) == (0, {}, "")
+    finally:
+        os.close(rawfd)
+
+
+def test_in_flight_is_a_field_of_fdstats() -> None:
+    import dataclasses
+
+    stats = rcfd.FDStats(initialized=1, in_flight_stacks={3: "  open_it()\n"})
+    assert dataclasses.asdict(stats)["in_flight"] == 1
+    assert dataclasses.replace(stats, in_flight_stacks={}).in_flight == 0
