@@ -34,13 +34,15 @@ import threading
 import warnings
 from array import array
 from collections.abc import Callable
+from types import CoroutineType as _CoroutineType
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from rcfd import _fork
 from rcfd._errors import (
     ClosedFDError,
     CloseInsideBorrowError,
+    CloseInsideCloseFuncError,
     FDError,
     MultipleInitError,
     UninitializedFDError,
@@ -100,20 +102,24 @@ class _Closer:
         "how",
         "to_wake",
         "woken",
+        "finalizer",
     )
 
-    def __init__(self, detach: bool, owner_waker: Callable[[], None]) -> None:
+    def __init__(self, detach: bool, owner_waker: Callable[[], None] | None) -> None:
         # The export that freezes the FD's holders, once made; kept for good: a
         # borrow that read the holders before the close must never find them
         # unfrozen again. A list, so that one C call can make and store it.
         self.freeze: list[memoryview] = []
         self.released: list[int] = []  # one tombstone (thread ident) per frozen-time release
         self.detach = detach  # the owner wants the number back, not closed
-        self.owner_waiting = True  # the caller that began the close still waits
+        # The caller that began the close still waits (the finalizer never does).
+        self.owner_waiting = owner_waker is not None
         self.handed_over = False  # a detach finished: the number is the owner's
         self.done = False  # state is CLOSED; every waker has been or is being called
         self.error: BaseException | None = None  # what close_func raised, for the owner
-        self.wakers: list[Callable[[], None]] = [owner_waker]  # called once at CLOSED
+        self.wakers: list[Callable[[], None]] = []  # called once at CLOSED
+        if owner_waker is not None:
+            self.wakers.append(owner_waker)
         self.claimed = False  # a release found zero borrows: it runs (ran) close_func
         # (Signals rule) The close path marks each step before taking it, so
         # the claimer can resume it after an interrupt without repeating one:
@@ -121,6 +127,7 @@ class _Closer:
         self.how: Release | None = None  # decided: close_func was called, or hand-over
         self.to_wake: list[Callable[[], None]] = []  # the wakers taken at FINISH
         self.woken = 0  # how many of to_wake have been called
+        self.finalizer = owner_waker is None  # the finalizer began it: counted "finalized"
 
 
 class FD:
@@ -140,6 +147,7 @@ class FD:
         "_on_closing",
         "_registry",
         "_closer",
+        "__weakref__",  # weakref.ref / weakref.finalize, as sockets and files allow
     )
 
     def __init__(
@@ -163,15 +171,23 @@ class FD:
         self._on_closing: Callable[[int], object] | None = None
         self._registry: LifetimeRegistry | None = None  # set before init, read at release
         self._closer: _Closer | None = None
-        # No other thread can see this FD yet: the transitions need no lock.
         if registry is not None:
             _check_registry(registry)
+        if rawfd is None:
+            # init() takes the callbacks with the number: kept here, they would
+            # make two places to give them and a rule for which one wins.
+            _check_callable("FD", "close_func", close_func)
+            if close_func is not os.close:
+                raise TypeError("FD(): close_func needs a rawfd; pass it to init() instead")
+            if on_closing is not None:
+                raise TypeError("FD(): on_closing needs a rawfd; pass it to init() instead")
+        else:
+            _check_init(rawfd, close_func, on_closing)
+        # No other thread can see this FD yet: the transitions need no lock.
+        if registry is not None:
             self._track(registry)
         if rawfd is not None:
-            _check_init(rawfd, close_func, on_closing)
             self._init(rawfd, close_func, on_closing)
-        elif on_closing is not None:
-            raise TypeError("FD(): on_closing needs a rawfd; pass it to init() instead")
 
     # -- lifecycle -------------------------------------------------------
 
@@ -216,7 +232,7 @@ class FD:
             self._release(tid)
             raise
         try:
-            return fn(self._rawfd)
+            result = fn(self._rawfd)
         except TypeError:
             # fn is checked only if calling it failed: callable() on every
             # borrow costs more than the check saves. The borrow is released
@@ -238,6 +254,15 @@ class FD:
                 except BaseException:  # (Signals rule) resume once after an interrupt
                     self._release_closing()
                     raise
+        if type(result) is _CoroutineType:
+            # `await fd.do(async_fn)` would run async_fn's body after the
+            # borrow ended, on a number that may be closed by then.
+            cast("_CoroutineType[object, object, object]", result).close()
+            raise TypeError(
+                "do: fn returned a coroutine, which would run after the borrow "
+                "ended; call a blocking fn (in a thread: asyncio.to_thread(fd.do, fn))"
+            )
+        return result
 
     def borrow(self) -> Borrow:
         """`with fd.borrow() as rawfd:` is `fd.do(fn)` as a context manager."""
@@ -254,7 +279,7 @@ class FD:
         by another thread makes this call wait for it, then raise ClosedFDError.
         """
         _check_timeout("close", timeout)
-        self._close(Event.CLOSE, timeout)
+        self._close(Event.CLOSE, _deadline(timeout))
 
     def detach(self) -> int:
         """Like close(), but hand the raw number back instead of closing it.
@@ -275,6 +300,7 @@ class FD:
         import asyncio
 
         _check_timeout("aclose", timeout)
+        timeout = _deadline(timeout)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
 
@@ -343,6 +369,15 @@ class FD:
     def __enter__(self) -> FD:
         return self
 
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        # copy.copy, copy.deepcopy and pickle all come here. A copy would be a
+        # second owner of one number (close_func twice, the second time on a
+        # number the kernel may have reused), or share the first one's holders.
+        raise TypeError(
+            f"cannot copy or pickle {type(self).__name__!r} object: it owns its "
+            "descriptor; dup() makes an independent FD on a duplicate"
+        )
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -356,29 +391,33 @@ class FD:
     def __del__(
         self,
         _warn: Callable[..., None] = warnings.warn,
-        _finalize: Event = Event.FINALIZE,
+        _exiting: Callable[[], bool] = sys.is_finalizing,
         _no_borrows: array[int] = _NO_BORROWS,
-        _uninit: State = State.UNINIT,
+        _open: State = State.OPEN,
+        _closed: State = State.CLOSED,
     ) -> None:
-        # Unreachable, so no borrow can be running (a borrow holds a reference)
-        # and no other thread can touch this FD: no lock needed. Globals are
-        # bound as defaults because this may run during interpreter shutdown.
-        # `state` and borrow_count inline: fewer calls where a signal can land.
+        # FINALIZE: step(s, n, 0, FINALIZE) is IGNORE for every state but OPEN
+        # (tests/test_hot_path.py keeps this equal to step). Globals are bound
+        # as defaults: this may run while the interpreter tears modules down.
         # (An FD caught in init's window, in a forked child, is still UNINIT.)
-        holders, closer = self._holders, self._closer
-        state = _uninit if holders is _no_borrows else self._state
-        running = len(holders) - (0 if closer is None else len(closer.released))
-        transition = step(state, running, 0, _finalize)
-        if transition.outcome is not Outcome.RUN_CLOSE:
+        if self._holders is _no_borrows or self._state is not _open:
             return
-        _warn(f"unclosed {self!r}", ResourceWarning, source=self)
-        self._state = transition.state
         try:
-            self._close_func(self._rawfd)
+            # First, so that it names the FD while it is still OPEN; but a
+            # filter that makes it an exception must not stop the close.
+            _warn(f"unclosed {self!r}", ResourceWarning, source=self)
         finally:
-            self._state = State.CLOSED
-            if self._registry is not None:
-                self._registry._record_release(id(self), "finalized")
+            if not _exiting():
+                self._finalize()
+            else:
+                # Module teardown: rcfd's globals may be gone, and no other
+                # thread runs Python code any more, so no lock and no closer.
+                self._state = _closed
+                try:
+                    self._close_func(self._rawfd)
+                finally:
+                    if self._registry is not None:
+                        self._registry._record_release(id(self), "finalized")
 
     # -- internals -------------------------------------------------------
 
@@ -403,7 +442,14 @@ class FD:
     def _step(self, event: Event) -> Transition:
         """step() for the calling thread; raises if it refuses. Needs the lock
         (the shared one for INIT and TRACK, which only an UNINIT FD accepts)."""
-        transition = step(self.state, self.borrow_count, self._borrows_of(_get_ident()), event)
+        me = _get_ident()
+        closer = self._closer
+        # The claimer runs close_func between its claim and FINISH; a call it
+        # makes on this FD meanwhile can only come from close_func itself.
+        in_close_func = (
+            closer is not None and closer.claimed and closer.runner == me and not closer.done
+        )
+        transition = step(self.state, self.borrow_count, self._borrows_of(me), event, in_close_func)
         if transition.outcome in REFUSALS:
             raise self._error(transition.outcome, event)
         return transition
@@ -458,7 +504,9 @@ class FD:
             return ClosedFDError(event, state)
         if outcome is Outcome.REFUSE_MULTIPLE_INIT:
             return MultipleInitError(event, state)
-        return CloseInsideBorrowError(event, state)
+        if outcome is Outcome.REFUSE_CLOSE_IN_BORROW:
+            return CloseInsideBorrowError(event, state)
+        return CloseInsideCloseFuncError(event, state)
 
     def _release(self, tid: int) -> None:
         """End one borrow of thread `tid`; run close_func if it was the last in CLOSING.
@@ -477,6 +525,42 @@ class FD:
             except BaseException:  # (Signals rule) resume once after an interrupt
                 self._release_closing()
                 raise
+
+    def _finalize(self) -> None:
+        """FINALIZE on an OPEN FD: begin the close as close() does, with nobody
+        waiting for it. Borrows may still run, held by objects that are garbage
+        too (a generator suspended in `with fd.borrow()`, in the same cycle):
+        then the last of them runs close_func, as for any close."""
+        closer = _Closer(False, None)  # made before the first effect (Signals rule)
+        me = _get_ident()
+        with self._guard():
+            if self._step(Event.FINALIZE).outcome is Outcome.IGNORE:
+                return  # closed meanwhile (a finalizer called by hand races a close)
+            self._freeze(closer, State.CLOSING)
+            if self.borrow_count:
+                return  # the last release runs it
+            closer.claimed = True
+            closer.runner = me
+        try:
+            self._run_close()
+        except BaseException:  # (Signals rule) resume once after an interrupt
+            self._run_close()
+            raise
+
+    def _freeze(self, closer: _Closer, closing: State) -> None:
+        """Attach `closer` and freeze the holders: from here on every borrow is
+        refused. Needs the lock. (Signals rule) extend(map()) makes the export
+        and stores it in one C call, and the `finally` writes CLOSING if the
+        freeze exists (an interrupt after it is an interrupted close) and
+        detaches the closer if not (an interrupt before it changed nothing)."""
+        self._closer = closer  # before the freeze: a release that meets it finds it
+        try:
+            closer.freeze.extend(map(memoryview, (self._holders,)))
+        finally:
+            if closer.freeze:
+                self._state = closing
+            else:
+                self._closer = None
 
     def _release_closing(self) -> None:
         """A borrow ended after close began (its tombstone is already written).
@@ -508,9 +592,7 @@ class FD:
         waiter.acquire()
         closer, owner = self._begin_close(event, waiter.release)
         try:
-            # Lock.acquire refuses timeouts above TIMEOUT_MAX (inf included): no deadline.
-            wait = -1 if timeout is None or timeout >= threading.TIMEOUT_MAX else timeout
-            if not waiter.acquire(timeout=wait):
+            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
                 raise TimeoutError(
                     f"rcfd: close() timed out after {timeout}s with "
                     f"{self.borrow_count} borrow(s) running; the FD stays CLOSING "
@@ -554,17 +636,9 @@ class FD:
                         holders = self._holders
                         holders += mine  # the owner's borrow, and (no call between)
                         owner = True  # its record
-                        self._closer = new  # before the freeze: a release that meets it finds it
-                        try:
-                            # The freeze: from here on every borrow is refused.
-                            # extend(map()) makes the view and stores it in one C
-                            # call: no check point between the effect and its record.
-                            new.freeze.extend(map(memoryview, (holders,)))
-                        finally:
-                            if new.freeze:
-                                self._state = transition.state  # CLOSING, even if interrupted
-                            else:
-                                self._closer = None  # nothing frozen: still OPEN
+                        # An interrupt as _freeze starts leaves the FD OPEN, and
+                        # the owner's borrow is given back below.
+                        self._freeze(new, transition.state)
                     else:  # WAIT: another thread began the close
                         waiting = self._closer
                         assert waiting is not None
@@ -659,9 +733,9 @@ class FD:
             # Nobody is left to receive it: the owner timed out or was interrupted.
             if not isinstance(error, Exception):
                 raise error
+            who = "in the finalizer" if closer.finalizer else "after close() stopped waiting"
             warnings.warn(
-                f"rcfd: close_func raised {error!r} after close() stopped waiting; "
-                f"{self!r} is closed",
+                f"rcfd: close_func raised {error!r} {who}; {self!r} is closed",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -678,7 +752,8 @@ class FD:
         closer.to_wake, closer.wakers = closer.wakers, []
         closer.done = True
         if self._registry is not None:
-            self._registry._record_release(id(self), closer.how or "closed")
+            how = "finalized" if closer.finalizer else closer.how or "closed"
+            self._registry._record_release(id(self), how)
 
     def _give_up(
         self, closer: _Closer, owner: bool, waker: Callable[[], None], exc: BaseException
@@ -729,6 +804,10 @@ class Borrow:
         self._fd = fd
         self._tid = 0  # the borrowing thread; set by __enter__
 
+    def __reduce_ex__(self, protocol: object) -> tuple[object, ...]:
+        # A copy would release the same borrow twice.
+        raise TypeError("cannot copy or pickle 'Borrow' object: it is one borrow")
+
     def __enter__(self) -> int:
         fd = self._fd
         tid = self._tid = _get_ident()
@@ -753,6 +832,10 @@ class Borrow:
         # step(s, n, c, RELEASE), inline as in FD.do: no lock in OPEN.
         try:
             fd._holders.remove(tid)
+        except ValueError:
+            if tid:
+                raise
+            return  # 0: the fork hook dropped this borrow (its thread is gone)
         except BufferError:
             closer = fd._closer
             assert closer is not None
@@ -804,8 +887,14 @@ def _check_timeout(call: str, timeout: object) -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"{call}: timeout must be a number or None, not {type(timeout).__name__}")
-    if math.isnan(timeout) or timeout < 0:
+    if timeout < 0 or (isinstance(timeout, float) and math.isnan(timeout)):
         raise ValueError(f"{call}: timeout must be >= 0, got {timeout}")
+
+
+def _deadline(timeout: float | None) -> float | None:
+    """A checked timeout for the clock: None (no deadline) for None and for
+    anything the clock cannot hold (above threading.TIMEOUT_MAX: inf, 10**400)."""
+    return None if timeout is None or timeout >= threading.TIMEOUT_MAX else timeout
 
 
 # fork(): the child repairs every inherited FD (fresh lock, borrows of vanished

@@ -12,6 +12,10 @@ child only, right after the fork (specs/rcfd.md, "Fork"):
     every registry's;
   * borrows held by threads other than the forking one are dropped: in the
     child those borrows will never end, and their numbers are not in use;
+    a Borrow such a thread had entered is marked dropped (its thread ident
+    becomes 0), because a generator suspended inside `with fd.borrow()` can
+    still be resumed in the child, and its exit must then release nothing
+    (not a borrow of a child thread that got the vanished thread's ident);
   * a close cut inside its locked section is settled: begun if it had frozen
     the holders (CLOSING), never begun if not;
   * an FD that was CLOSING is finished as the close would have been: if no
@@ -53,7 +57,7 @@ def _after_fork_in_child() -> None:
     # Imported here: rcfd._fd imports this module, and the hook runs long
     # after both are loaded.
     from rcfd import _fd
-    from rcfd._fd import FD
+    from rcfd._fd import FD, Borrow
     from rcfd._lifecycle import State
     from rcfd._registry import LifetimeRegistry
 
@@ -69,6 +73,8 @@ def _after_fork_in_child() -> None:
                 closing.append(obj)
         elif isinstance(obj, LifetimeRegistry):
             obj._lock = threading.Lock()
+        elif isinstance(obj, Borrow) and getattr(obj, "_tid", me) != me:
+            obj._tid = 0  # entered by a thread that is gone: its exit releases nothing
     # Locks are all fresh before any close runs (close_func may use other FDs).
     for fd in closing:
         _finish_inherited_close(fd)

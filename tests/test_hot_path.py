@@ -17,7 +17,7 @@ import pytest
 import rcfd
 from rcfd._errors import ClosedFDError, UninitializedFDError
 from rcfd._lifecycle import Event, Outcome, step
-from tests.support import WAIT, HeldBorrow, in_thread, open_fd, wait_until
+from tests.support import WAIT, CountingClose, HeldBorrow, in_thread, open_fd, wait_until
 
 REFUSAL_ERRORS = {Outcome.REFUSE_UNINIT: UninitializedFDError, Outcome.REFUSE_CLOSED: ClosedFDError}
 
@@ -129,3 +129,20 @@ def test_the_last_release_in_closing_is_the_one_that_runs_close_func() -> None:
         wait_until(lambda: fd.state is rcfd.State.CLOSING, "close() began")
     assert closing.done.wait(WAIT) and closing.error is None
     assert ran_in == [borrow.thread.name]
+
+
+def test_the_finalizers_inline_check_agrees_with_step() -> None:
+    """FD.__del__ acts only on an OPEN FD: step(s, n, 0, FINALIZE) is IGNORE
+    for every other state and count, and never IGNORE for OPEN."""
+    for state in rcfd.State:
+        for borrows in range(4) if state in (rcfd.State.OPEN, rcfd.State.CLOSING) else [0]:
+            outcome = step(state, borrows, 0, Event.FINALIZE).outcome
+            assert (outcome is Outcome.IGNORE) == (state is not rcfd.State.OPEN), (state, borrows)
+    for situation in ("UNINIT", "CLOSED"):
+        fd = rcfd.FD()
+        closer = CountingClose()
+        if situation == "CLOSED":
+            fd.init(os.eventfd(0), closer)
+            fd.close()
+        fd.__del__()  # by hand: nothing happens, nothing is closed again
+        assert fd.state.name == situation and len(closer.calls) == (situation == "CLOSED")

@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import pytest
 
@@ -231,3 +231,71 @@ def test_child_settles_a_close_the_fork_cut_inside_its_locked_section(frozen: bo
             assert closer.calls == [raw]
 
     in_child(child)
+
+
+@pytest.mark.parametrize("closing", [False, True], ids=["open", "closing"])
+def test_child_resumes_a_generator_that_a_vanished_thread_suspended_in_a_borrow(
+    closing: bool,
+) -> None:
+    """A generator suspended inside `with fd.borrow()` by another thread: the
+    hook drops that borrow in the child, and resuming the generator there must
+    release nothing (no ValueError, an exact count), in OPEN and in CLOSING."""
+    fd, closer = open_fd()
+    entered = threading.Event()
+
+    def holder() -> Generator[int, None, None]:
+        with fd.borrow() as rawfd:
+            yield rawfd
+
+    gen = holder()
+    vanished: list[int] = []
+
+    def enter() -> None:
+        vanished.append(threading.get_ident())
+        next(gen)
+        entered.set()
+
+    thread = threading.Thread(target=enter, daemon=True)
+    thread.start()
+    assert entered.wait(WAIT)
+    thread.join(WAIT)
+    if closing:
+        with pytest.raises(TimeoutError):
+            fd.close(timeout=0)  # CLOSING: waits for the generator's borrow
+
+    def child() -> None:
+        # Closed by the hook when CLOSING (no borrow left), usable when OPEN.
+        assert fd.borrow_count == 0
+        if not closing:
+            # A child thread may be given the vanished thread's ident: its
+            # borrow must survive the generator's exit.
+            from rcfd import _fd
+
+            real = _fd._get_ident
+            _fd._get_ident = lambda: vanished[0]
+            try:
+                reused = fd.borrow()
+                reused.__enter__()
+            finally:
+                _fd._get_ident = real
+            assert fd.borrow_count == 1
+        with pytest.raises(StopIteration):
+            next(gen)  # the generator's exit: releases nothing
+        if not closing:
+            assert fd.borrow_count == 1, "the generator released the child's borrow"
+            reused.__exit__(None, None, None)
+        assert fd.borrow_count == 0
+        if closing:
+            assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+        else:
+            with fd.borrow():
+                assert fd.borrow_count == 1
+            fd.close(timeout=WAIT)
+            assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+    in_child(child)
+    with pytest.raises(StopIteration):
+        next(gen)  # the parent: the borrow ends here, and the close follows
+    if not closing:
+        fd.close(timeout=WAIT)
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1

@@ -1,0 +1,457 @@
+"""The FD reached from the side: by its own callbacks, by the garbage
+collector, by the warnings machinery, by copying and pickling, by weak
+references (issue 12, items 1-10; specs/rcfd.md says what each must do).
+
+Each test drives the public API only. Every wait is bounded: a close that
+waits for itself runs in a daemon thread, so a regression fails the test
+instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import gc
+import os
+import pickle
+import sys
+import warnings
+import weakref
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+import rcfd
+from tests.support import WAIT, CountingClose, in_thread, open_fd
+
+# -- 1. close_func calls back into its own FD ---------------------------------
+
+
+class Seen:
+    """What a Reentrant close_func saw; kept apart from it, so that a test can
+    hold this without holding the FD. `fd` is set by close_func: an FD that
+    the finalizer closes is reachable again from here."""
+
+    def __init__(self) -> None:
+        self.fd: rcfd.FD | None = None
+        self.raised: list[BaseException] = []
+        self.states: list[rcfd.State] = []
+        self.counts: list[int] = []
+        self.calls = 0
+
+
+class Reentrant:
+    """A close_func that calls `call(fd)` on its own FD, records what that
+    raised, then closes the number."""
+
+    def __init__(self, call: Callable[[rcfd.FD], object], seen: Seen | None = None) -> None:
+        self.call = call
+        self.fd: rcfd.FD | None = None
+        self.seen = Seen() if seen is None else seen
+
+    def __call__(self, rawfd: int) -> None:
+        seen = self.seen
+        seen.calls += 1
+        fd = self.fd
+        assert fd is not None
+        seen.fd = fd
+        seen.states.append(fd.state)
+        try:
+            self.call(fd)
+        except BaseException as exc:
+            seen.raised.append(exc)
+        seen.states.append(fd.state)
+        seen.counts.append(fd.borrow_count)
+        os.close(rawfd)
+
+
+def _run_aclose(fd: rcfd.FD) -> None:
+    asyncio.run(fd.aclose(timeout=1))
+
+
+def _enter_fd(fd: rcfd.FD) -> None:
+    with fd:
+        pass
+
+
+CLOSING_CALLS: dict[str, Callable[[rcfd.FD], object]] = {
+    "close": lambda fd: fd.close(),
+    "close(timeout=1)": lambda fd: fd.close(timeout=1),
+    "detach": lambda fd: fd.detach(),
+    "aclose": _run_aclose,
+    "with-exit": _enter_fd,
+}
+
+
+@pytest.mark.parametrize("inner", CLOSING_CALLS)
+@pytest.mark.parametrize("runner", ["the closer", "the last release"])
+def test_a_close_from_inside_close_func_is_refused_at_once(runner: str, inner: str) -> None:
+    reentrant = Reentrant(CLOSING_CALLS[inner])
+    fd = rcfd.FD(os.eventfd(0), reentrant)
+    reentrant.fd = fd
+
+    def last_release() -> None:
+        # close(timeout=0) gives up on the running borrow; its release, in
+        # this thread, then runs close_func.
+        with fd.borrow():
+            _, first = in_thread(lambda: fd.close(timeout=0))
+            assert first.done.wait(WAIT)
+            assert isinstance(first.error, TimeoutError)
+
+    thread, outcome = in_thread(fd.close if runner == "the closer" else last_release)
+    assert outcome.done.wait(WAIT), f"the outer close never finished: {inner} waited for itself"
+    thread.join(WAIT)
+    assert outcome.error is None
+    assert reentrant.seen.calls == 1
+    assert len(reentrant.seen.raised) == 1
+    error = reentrant.seen.raised[0]
+    assert isinstance(error, rcfd.CloseInsideCloseFuncError), repr(error)
+    assert isinstance(error, RuntimeError)
+    assert "close_func" in str(error)
+    # The refusal changed nothing: still CLOSING, no borrow, and the outer
+    # close then finished normally.
+    assert reentrant.seen.states == [rcfd.State.CLOSING, rcfd.State.CLOSING]
+    assert reentrant.seen.counts == [0]
+    assert fd.state is rcfd.State.CLOSED
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        ("do", rcfd.ClosedFDError),
+        ("borrow", rcfd.ClosedFDError),
+        ("dup", rcfd.ClosedFDError),
+        ("init", rcfd.ClosedFDError),
+        ("track_lifetime", rcfd.MultipleInitError),
+    ],
+)
+def test_other_calls_from_inside_close_func_are_refused(
+    call: str, error: type[BaseException]
+) -> None:
+    def borrow(fd: rcfd.FD) -> None:
+        with fd.borrow():
+            pass
+
+    calls: dict[str, Callable[[rcfd.FD], object]] = {
+        "do": lambda fd: fd.do(lambda rawfd: rawfd),
+        "borrow": borrow,
+        "dup": lambda fd: fd.dup(),
+        "init": lambda fd: fd.init(0),
+        "track_lifetime": lambda fd: fd.track_lifetime(rcfd.LifetimeRegistry()),
+    }
+    reentrant = Reentrant(calls[call])
+    fd = rcfd.FD(os.eventfd(0), reentrant)
+    reentrant.fd = fd
+    fd.close()
+    assert [type(e) for e in reentrant.seen.raised] == [error]
+    assert reentrant.seen.counts == [0]
+    assert fd.state is rcfd.State.CLOSED
+
+
+# -- 2, 3. the finalizer's close_func reaches its FD --------------------------
+
+def _drop_open_fd(call: Callable[[rcfd.FD], object], seen: Seen) -> None:
+    """An OPEN FD in a cycle with its close_func, unreachable on return."""
+    close_func = Reentrant(call, seen)
+    fd = rcfd.FD(os.eventfd(0), close_func)
+    close_func.fd = fd
+
+
+@pytest.mark.parametrize(
+    "inner, error",
+    [
+        ("do", rcfd.ClosedFDError),
+        ("borrow", rcfd.ClosedFDError),
+        ("close", rcfd.CloseInsideCloseFuncError),
+        ("detach", rcfd.CloseInsideCloseFuncError),
+    ],
+)
+def test_the_finalizers_close_refuses_borrows_and_closes(
+    inner: str, error: type[BaseException]
+) -> None:
+    def borrow(fd: rcfd.FD) -> None:
+        with fd.borrow():
+            pass
+
+    calls: dict[str, Callable[[rcfd.FD], object]] = {
+        "do": lambda fd: fd.do(lambda rawfd: rawfd),
+        "borrow": borrow,
+        "close": lambda fd: fd.close(timeout=1),
+        "detach": lambda fd: fd.detach(),
+    }
+    seen = Seen()
+    _drop_open_fd(calls[inner], seen)
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        gc.collect()
+    assert seen.calls == 1
+    assert [type(e) for e in seen.raised] == [error]
+    assert seen.states == [rcfd.State.CLOSING, rcfd.State.CLOSING]
+    assert seen.counts == [0]
+    fd = seen.fd  # reachable again: it refuses everything, and stays closed
+    assert fd is not None
+    assert fd.state is rcfd.State.CLOSED
+    assert fd.borrow_count == 0
+    with pytest.raises(rcfd.ClosedFDError):
+        fd.do(lambda rawfd: rawfd)
+    with pytest.raises(rcfd.ClosedFDError), fd.borrow():
+        pass
+    with pytest.raises(rcfd.ClosedFDError):
+        fd.close()
+    assert fd.borrow_count == 0
+    assert seen.calls == 1
+
+
+# -- 4. a borrow held by garbage ----------------------------------------------
+
+
+class KeepingFD(rcfd.FD):
+    """An FD that can keep an extra reference (to build cycles in tests)."""
+
+    __slots__ = ("keep",)
+    keep: Generator[int, None, None] | None
+
+
+def test_a_cycle_with_a_suspended_borrower_is_closed_once_with_a_warning() -> None:
+    for _ in range(20):  # both finalization orders occur; each must close once
+        closer = CountingClose()
+        fd = KeepingFD(os.eventfd(0), closer)
+        gen_holder(fd)
+        del fd
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            gc.collect()
+        assert len(closer.calls) == 1, "the descriptor leaked (or was closed twice)"
+        assert closer.borrows_seen == []  # no FD reference was given to it
+
+
+def gen_holder(fd: KeepingFD) -> Generator[int, None, None]:
+    """A suspended generator holds a borrow of `fd`, and `fd` holds the
+    generator: a cycle that nothing else reaches once the caller lets go."""
+
+    def holder() -> Generator[int, None, None]:
+        with fd.borrow() as rawfd:
+            yield rawfd
+
+    gen = holder()
+    next(gen)
+    fd.keep = gen
+    return gen
+
+
+@pytest.mark.parametrize("order", ["fd-first", "generator-first"])
+def test_a_garbage_borrower_in_either_order(order: str) -> None:
+    """Both orders in which the collector may finalize the cycle, made
+    deterministic by calling the two finalizers by hand."""
+    closer = CountingClose()
+    fd = KeepingFD(os.eventfd(0), closer)
+    closer.fd = fd
+    gen = gen_holder(fd)
+    assert fd.borrow_count == 1
+    borrows = 1 if order == "fd-first" else 0
+    with pytest.warns(ResourceWarning, match=rf"unclosed <rcfd\.FD OPEN fd=\d+ borrows={borrows}>"):
+        if order == "fd-first":
+            fd.__del__()
+            assert fd.state is rcfd.State.CLOSING  # begun: borrows refused
+            with pytest.raises(rcfd.ClosedFDError):
+                fd.do(lambda rawfd: rawfd)
+            assert closer.calls == []  # not under the running borrow
+            gen.close()  # its release is the last: it closes
+        else:
+            gen.close()
+            fd.__del__()
+    assert len(closer.calls) == 1
+    assert closer.borrows_seen == [0]
+    assert fd.state is rcfd.State.CLOSED
+    fd.keep = None
+
+
+def test_a_finalizer_begun_close_counts_as_finalized() -> None:
+    registry = rcfd.LifetimeRegistry()
+    closer = CountingClose()
+    fd = KeepingFD(os.eventfd(0), closer, registry=registry)
+    gen = gen_holder(fd)
+    with pytest.warns(ResourceWarning):
+        fd.__del__()
+    gen.close()
+    fd.keep = None
+    stats = registry.fd_stats()
+    assert (stats.initialized, stats.closed, stats.finalized) == (1, 0, 1)
+    assert "never closed" in stats.report()
+
+
+# -- 5. warnings turned into errors --------------------------------------------
+
+
+@contextmanager
+def unraisable() -> Generator[list[Any], None, None]:
+    """Collect what the interpreter reports as unraisable (sys.UnraisableHookArgs)."""
+    seen: list[Any] = []
+    old = sys.unraisablehook
+    sys.unraisablehook = seen.append
+    try:
+        yield seen
+    finally:
+        sys.unraisablehook = old
+
+
+@pytest.mark.parametrize("borrowed_by_garbage", [False, True])
+def test_the_finalizer_closes_even_when_its_warning_raises(borrowed_by_garbage: bool) -> None:
+    closer = CountingClose()
+    with warnings.catch_warnings(), unraisable() as seen:
+        warnings.simplefilter("error", ResourceWarning)
+        fd = KeepingFD(os.eventfd(0), closer)
+        if borrowed_by_garbage:
+            gen_holder(fd)
+        del fd
+        gc.collect()
+    assert len(closer.calls) == 1, "the warning, raised as an error, stopped the close"
+    assert [type(s.exc_value) for s in seen] == [ResourceWarning]
+
+
+def test_close_func_error_in_the_finalizer_is_warned_and_counted_finalized() -> None:
+    registry = rcfd.LifetimeRegistry()
+    closer = CountingClose(error=OSError(5, "EIO"))
+    fd = rcfd.FD(os.eventfd(0), closer, registry=registry)
+    with (
+        pytest.warns(RuntimeWarning, match="close_func raised .* in the finalizer"),
+        pytest.warns(ResourceWarning),
+    ):
+        del fd
+    assert len(closer.calls) == 1
+    stats = registry.fd_stats()
+    assert (stats.finalized, stats.close_failed, stats.closed) == (1, 0, 0)
+
+
+# -- 6. arguments ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rcfd.FD(None, 123),  # type: ignore[arg-type]
+        lambda: rcfd.FD(close_func=123),  # type: ignore[arg-type]
+        lambda: rcfd.FD(3, 123),  # type: ignore[arg-type]
+    ],
+)
+def test_a_non_callable_close_func_is_a_type_error_in_every_form(
+    make: Callable[[], rcfd.FD],
+) -> None:
+    with pytest.raises(TypeError, match="close_func must be callable, not int"):
+        make()
+
+
+def test_a_close_func_without_a_rawfd_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"close_func needs a rawfd; pass it to init\(\)"):
+        rcfd.FD(close_func=lambda rawfd: None)
+
+
+# -- 7. huge timeouts -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [10**400, float("inf"), 2**64])
+def test_a_timeout_beyond_timeout_max_means_no_deadline(timeout: float) -> None:
+    fd, closer = open_fd()
+    fd.close(timeout=timeout)
+    assert len(closer.calls) == 1
+    fd, closer = open_fd()
+    asyncio.run(fd.aclose(timeout=timeout))
+    assert len(closer.calls) == 1
+
+
+@pytest.mark.parametrize("timeout", [-(10**400), -1])
+def test_a_negative_huge_timeout_is_a_value_error(timeout: int) -> None:
+    fd, _ = open_fd()
+    with pytest.raises(ValueError, match="timeout must be >= 0"):
+        fd.close(timeout=timeout)
+    with pytest.raises(ValueError, match="timeout must be >= 0"):
+        asyncio.run(fd.aclose(timeout=timeout))
+    assert fd.state is rcfd.State.OPEN
+    fd.close()
+
+
+# -- 8. copies and pickles ----------------------------------------------------------
+
+
+def _fds() -> Iterator[tuple[str, rcfd.FD]]:
+    yield "uninit", rcfd.FD()
+    fd, _ = open_fd()
+    yield "open", fd
+    fd.close()
+    yield "closed", fd
+
+
+COPIERS: dict[str, Callable[[object], object]] = {
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+    "pickle": pickle.dumps,
+    "pickle-0": lambda obj: pickle.dumps(obj, protocol=0),
+}
+
+
+@pytest.mark.parametrize("copier", COPIERS)
+def test_an_fd_cannot_be_copied_or_pickled(copier: str) -> None:
+    for name, fd in _fds():
+        before = (fd.state, fd.borrow_count, repr(fd))
+        with pytest.raises(TypeError, match=r"cannot (copy or )?pickle 'FD' object"):
+            COPIERS[copier](fd)
+        assert (fd.state, fd.borrow_count, repr(fd)) == before, name
+
+
+@pytest.mark.parametrize("copier", COPIERS)
+def test_a_borrow_cannot_be_copied_or_pickled(copier: str) -> None:
+    fd, _ = open_fd()
+    with fd.borrow():
+        borrow = fd.borrow()
+        with pytest.raises(TypeError, match=r"cannot (copy or )?pickle 'Borrow' object"):
+            COPIERS[copier](borrow)
+        assert fd.borrow_count == 1
+    fd.close()
+
+
+# -- 10. weak references -------------------------------------------------------------
+
+
+def test_an_fd_supports_weak_references_and_weakref_finalize() -> None:
+    fd, closer = open_fd()
+    ref = weakref.ref(fd)
+    assert ref() is fd
+    called: list[str] = []
+    weakref.finalize(fd, called.append, "gone")
+    fd.close()
+    closer.fd = None
+    del fd
+    gc.collect()
+    assert ref() is None
+    assert called == ["gone"]
+    assert len(closer.calls) == 1
+
+
+def test_a_dropped_fd_with_a_weakref_is_still_finalized() -> None:
+    closer = CountingClose()
+    fd = rcfd.FD(os.eventfd(0), closer)
+    ref = weakref.ref(fd)
+    with pytest.warns(ResourceWarning):
+        del fd
+    assert ref() is None
+    assert len(closer.calls) == 1
+
+
+# -- do() and coroutines (issue 13) ----------------------------------------------
+
+
+def test_do_refuses_a_coroutine_and_releases_the_borrow() -> None:
+    fd, closer = open_fd()
+    ran: list[int] = []
+
+    async def read(rawfd: int) -> int:
+        ran.append(rawfd)  # would run after the borrow ended
+        return rawfd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited"
+        with pytest.raises(TypeError, match="fn returned a coroutine"):
+            fd.do(read)
+    assert ran == [] and fd.borrow_count == 0 and fd.state is rcfd.State.OPEN
+    fd.close()
+    assert len(closer.calls) == 1
