@@ -22,6 +22,7 @@ import gc
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
@@ -66,9 +67,13 @@ class Injector:
         self.python_callee: set[int] = set()  # frames whose last call entered rcfd code
         self.log: list[str] = []  # the points passed, for a failure message
         self.known_limit = False  # the point was Borrow.__exit__'s entry (documented)
+        self.fired_at: tuple[CodeType, int] | None = None  # where the interrupt was raised
+        # While set, rcfd code called by the test itself (fd.state in a polling loop)
+        # is neither traced nor counted: how often the test polls must not move point k.
+        self.paused = False
 
     def global_trace(self, frame: FrameType, event: str, arg: object) -> Any:
-        if not frame.f_code.co_filename.startswith(RCFD_DIR):
+        if self.paused or not frame.f_code.co_filename.startswith(RCFD_DIR):
             return None
         frame.f_trace_opcodes = True
         # A Python callee: its caller resumes after the call with no check
@@ -106,6 +111,7 @@ class Injector:
             self.log.append(f"{code.co_name}+{offset}")
             if self.seen == self.k:
                 self.fired = True
+                self.fired_at = (code, offset)
                 raise Injected(f"point {self.k} at {code.co_name}+{offset}")
             self.seen += 1
         return self.local_trace
@@ -154,6 +160,18 @@ def settle(fd: rcfd.FD, closer: CountingClose, error: BaseException | None) -> N
     assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1, f"{error}: {closer.calls}"
 
 
+def _at_function_entry(where: tuple[CodeType, int] | None, name: str) -> bool:
+    """Whether `where` is the entry point of a function called `name`: the first
+    instruction after RESUME, where the tracer sees the function start (RESUME is
+    2 bytes up to 3.14 and 4 on 3.15, so the offset is read from the bytecode)."""
+    if where is None or where[0].co_name != name:
+        return False
+    code, offset = where
+    instructions = list(dis.get_instructions(code))
+    resume = next(i for i, ins in enumerate(instructions) if ins.opname == "RESUME")
+    return offset == instructions[resume + 1].offset
+
+
 def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]:
     """Main holds the last borrow while another thread's close() waits for it;
     the interrupt lands anywhere in main's borrow, release and RUN_CLOSE."""
@@ -171,14 +189,22 @@ def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]
             except BaseException as exc:
                 results.append(exc)
 
-        t = threading.Thread(target=other)
+        t = threading.Thread(target=other, daemon=True)  # a failure must not hang pytest
         t.start()
 
         def body(_: int) -> None:
             inside.set()
-            deadline = threading.Event()
-            while fd.state is not rcfd.State.CLOSING and not deadline.wait(0.0002):
-                pass
+            # Polling reads fd.state, which is rcfd code: paused, it adds no points, so
+            # point k is the same point in every run however long the close takes to begin.
+            injector.paused = True
+            try:
+                pause = threading.Event()
+                deadline = time.monotonic() + WAIT
+                while fd.state is not rcfd.State.CLOSING:
+                    assert time.monotonic() < deadline, "the other thread's close() never began"
+                    pause.wait(0.0002)
+            finally:
+                injector.paused = False
 
         def borrow() -> None:
             if form == "do":
@@ -189,7 +215,7 @@ def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]
 
         error = traced(injector, borrow)
         inside.set()  # if the interrupt struck before the borrow began
-        if form == "borrow" and str(error).endswith("at __exit__+2"):
+        if form == "borrow" and _at_function_entry(injector.fired_at, "__exit__"):
             # The documented limit (specs/rcfd.md, "Signals"): CPython checks
             # for signals as any Python function starts, Borrow.__exit__
             # included, before its first line can release anything. The
@@ -212,6 +238,7 @@ def _close_waiting_for_other_thread(event: str) -> Callable[[Injector], None]:
         fd, closer = open_fd()
         held = HeldBorrow(fd)
         timer = threading.Timer(0.001, held.end)
+        timer.daemon = True  # a failure must not hang pytest
         timer.start()
         got: list[int] = []
         error = traced(injector, fd.close if event == "close" else lambda: got.append(fd.detach()))

@@ -15,6 +15,7 @@ import queue
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -59,7 +60,7 @@ def send_sigint_when(ready: Callable[[], bool]) -> threading.Thread:
         assert MAIN is not None
         signal.pthread_kill(MAIN, signal.SIGINT)
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=run, daemon=True)  # a failure must not hang pytest
     t.start()
     return t
 
@@ -206,7 +207,8 @@ class Helper:
 
     @staticmethod
     def serve() -> None:
-        while (task := Helper.tasks.get()) is not None:
+        # The test puts None when it ends; the timeout only bounds a broken run.
+        while (task := Helper.tasks.get(timeout=10 * WAIT)) is not None:
             try:
                 task.fd.do(task._body)
             finally:
@@ -215,6 +217,18 @@ class Helper:
     def _body(self, _: int) -> None:
         self.started.set()
         self.release.wait(0.0005)  # how long the close waits; not an ordering
+
+    def wait_started(self) -> None:
+        """Wait until the helper's borrow runs, without blocking in Event.wait: a
+        SIGINT that lands while Event.wait re-takes its Condition's lock breaks the
+        Condition (CPython raises in the middle of `with` and leaves it unlocked).
+        So poll the flag (is_set takes no lock) with time.sleep, which a signal
+        interrupts cleanly. Bounded by WAIT; not an ordering: the loop checks the
+        state it waits for."""
+        deadline = time.monotonic() + WAIT
+        while not self.started.is_set():
+            assert time.monotonic() < deadline, "the helper's borrow never started"
+            time.sleep(0.0001)
 
     def finish(self) -> None:
         self.release.set()
@@ -236,7 +250,7 @@ def _work(fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper]) -> No
             # close() that waits for a borrow held by another thread; the
             # helper returns on its own shortly, which ends the wait.
             helpers.append(Helper(fd))
-            helpers[-1].started.wait(WAIT)
+            helpers[-1].wait_started()
         fd.close()
 
 
@@ -251,8 +265,9 @@ def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
         if hammer.live:
             raise KeyboardInterrupt
 
-    sender = threading.Thread(target=hammer.sender)
-    server = threading.Thread(target=Helper.serve)
+    # Daemons: if the test fails, a thread left waiting must not hang pytest.
+    sender = threading.Thread(target=hammer.sender, daemon=True)
+    server = threading.Thread(target=Helper.serve, daemon=True)
     server.start()
     checked = 0
     old = signal.signal(signal.SIGINT, handler)
