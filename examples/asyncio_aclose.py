@@ -1,6 +1,6 @@
 """An asyncio program that closes a shared descriptor with `await fd.aclose()`.
 
-    python examples/asyncio_aclose.py
+    python3 examples/asyncio_aclose.py      # from the checkout; nothing to install
 
 Reader tasks block in eventfd reads, each in a worker thread through
 asyncio.to_thread and under a borrow; one more task holds a borrow for a
@@ -20,7 +20,13 @@ import os
 import sys
 import threading
 
-import rcfd
+# From a checkout, any Python 3.11+ runs this without installing rcfd: the
+# checkout's rcfd/ goes first on the path. (Installed, rcfd needs none of this.)
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_checkout, "rcfd", "__init__.py")):
+    sys.path.insert(0, _checkout)
+
+import rcfd  # noqa: E402
 
 READERS = 3
 WORK = 5  # counts written before the close; each read takes one

@@ -1,6 +1,6 @@
 """An eBPF array map shared by worker threads, closed while they use it.
 
-    python examples/bpf_array_map.py
+    python3 examples/bpf_array_map.py      # from the checkout; nothing to install
 
 Four threads write to their own slot of a BPF_MAP_TYPE_ARRAY through
 bpf(2), each call under a borrow of one rcfd.FD. The main thread closes the
@@ -26,7 +26,13 @@ import struct
 import sys
 import threading
 
-import rcfd
+# From a checkout, any Python 3.11+ runs this without installing rcfd: the
+# checkout's rcfd/ goes first on the path. (Installed, rcfd needs none of this.)
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_checkout, "rcfd", "__init__.py")):
+    sys.path.insert(0, _checkout)
+
+import rcfd  # noqa: E402
 
 # -- a minimal bpf(2) binding ------------------------------------------------
 

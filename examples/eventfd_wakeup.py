@@ -1,6 +1,6 @@
 """An eventfd as a cross-thread wake-up, and how it is shut down.
 
-    python examples/eventfd_wakeup.py
+    python3 examples/eventfd_wakeup.py      # from the checkout; nothing to install
 
 A consumer thread sleeps in poll(2) on an eventfd, under a borrow, until a
 producer signals that work is queued. Producers write to the eventfd under
@@ -19,7 +19,13 @@ import select
 import sys
 import threading
 
-import rcfd
+# From a checkout, any Python 3.11+ runs this without installing rcfd: the
+# checkout's rcfd/ goes first on the path. (Installed, rcfd needs none of this.)
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_checkout, "rcfd", "__init__.py")):
+    sys.path.insert(0, _checkout)
+
+import rcfd  # noqa: E402
 
 ITEMS = 1000
 PRODUCERS = 3

@@ -1,6 +1,6 @@
 """One thread reads a socket; another closes it, waking the reader with shutdown().
 
-    python examples/socket_shutdown.py
+    python3 examples/socket_shutdown.py      # from the checkout; nothing to install
 
 The reader blocks in recv() under a borrow. Closing a descriptor that
 another thread is blocked on does not wake that thread on Linux; worse, if
@@ -17,13 +17,20 @@ number a second time when it is garbage collected).
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import sys
 import threading
 import time
 
-import rcfd
+# From a checkout, any Python 3.11+ runs this without installing rcfd: the
+# checkout's rcfd/ goes first on the path. (Installed, rcfd needs none of this.)
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_checkout, "rcfd", "__init__.py")):
+    sys.path.insert(0, _checkout)
+
+import rcfd  # noqa: E402
 
 
 def reader(conn: rcfd.FD, sock: socket.socket, got: queue.SimpleQueue[bytes]) -> None:

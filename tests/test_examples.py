@@ -1,4 +1,5 @@
-"""Each example runs as `python examples/NAME.py` and reports success.
+"""Each example runs as the README says, `python3 examples/NAME.py` from a
+checkout where rcfd is not installed, and reports success.
 
 Every example checks its own claim and exits non-zero if it does not hold
 (counts that disagree, a reader that never woke, a leaked descriptor), so
@@ -7,6 +8,7 @@ running it is a test, not a smoke run.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +19,17 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(name: str) -> str:
+    # -S: no site-packages, so not the rcfd installed in this venv; no PYTHONPATH
+    # either. The example must find the checkout's rcfd by itself, as it does for
+    # a user who has installed nothing.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
-        [sys.executable, "-X", "dev", str(EXAMPLES / f"{name}.py")],
+        [sys.executable, "-S", "-X", "dev", str(EXAMPLES / f"{name}.py")],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=EXAMPLES.parent,
+        env=env,
     )
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
     # -X dev shows ResourceWarning and RuntimeWarning: an unclosed FD would print one.
