@@ -4,11 +4,15 @@ Each rule is one call by one logical thread, split where a call can block:
 begin_borrow/end_borrow (fn keeps running in between, so other threads act
 while a borrow is held), close with no timeout (returns in the step that ends
 the last borrow), close with a timeout that expires, a second closer, a close
-inside a borrow, detach, dropping the FD (the finalizer), track_lifetime and
-init; and one race: a borrow and a close started at the same moment, where
-either order is right but nothing in between. Preconditions pick only
-threads that can make the call (a thread blocked in close() makes no call).
-After every step the guarantees of specs/rcfd.md are asserted on the model.
+inside a borrow, detach, dup, track_lifetime and init; the side doors: a
+borrow held by a suspended generator (hold_borrow, release_held), a callback
+that pauses and takes calls until end_callback (a close_func or on_closing
+calling back into its FD), dropping the FD with the generators that hold
+borrows of it (the collector, in either order); and one race: a borrow and a
+close started at the same moment, where either order is right but nothing in
+between. Preconditions pick only threads that can make the call (a thread
+blocked in close() makes no call). After every step the guarantees of
+specs/rcfd.md are asserted on the model.
 
 `carry_out` is the hook that tests/test_model_vs_fd.py overrides to perform
 the same command on a real rcfd.FD and compare. `teardown` ends the
@@ -29,8 +33,22 @@ from hypothesis.stateful import (
 )
 
 from model.guarantees import violations
-from model.lifecycle import CALL_ARGS, Command, FDModel, Phase, Step
+from model.lifecycle import FDModel, Phase
 from model.timeline import Timeline
+from model.vocabulary import CALL_ARGS, Command, Step
+
+# What a paused callback calls on its own FD (from_callback).
+REENTRANT_CALLS: tuple[tuple[str, str], ...] = (
+    ("close", "none"),
+    ("close", "expires"),
+    ("detach", ""),
+    ("begin_borrow", "do"),
+    ("begin_borrow", "borrow"),
+    ("hold_borrow", ""),
+    ("dup", ""),
+    ("init", "ok"),
+    ("track_lifetime", ""),
+)
 
 
 class FDModelMachine(RuleBasedStateMachine):
@@ -63,6 +81,9 @@ class FDModelMachine(RuleBasedStateMachine):
         step = self.model.apply(command, call_id)
         row = self.timeline.add(command, step, self.model.observe())
         note(Timeline.line(len(self.timeline.rows) - 1, row))
+        # After every step, not only after every rule: a rule may make several.
+        found = violations(self.model)
+        assert not found, self.timeline.render(tuple(found))
         return step
 
     # -- who may call ------------------------------------------------------
@@ -77,16 +98,26 @@ class FDModelMachine(RuleBasedStateMachine):
         return [t for t in range(self.THREADS) if self.model.in_borrow(t)]
 
     def _idle(self) -> list[int]:
-        return [t for t in self._callers() if not self.model.in_borrow(t)]
+        return [t for t in self._callers() if not self.model.stacks[t]]
+
+    def _in_callbacks(self) -> list[int]:
+        return [t for t in range(self.THREADS) if self.model.in_callback(t)]
 
     # -- rules -------------------------------------------------------------
 
     @initialize(
         track=st.booleans(),
-        init=st.sampled_from((*CALL_ARGS["init"], "not yet")),
-        borrowers=st.lists(st.integers(0, THREADS - 1), max_size=3),
+        # Pausing callbacks more often: the side doors need them to open, and
+        # a detach or a drop ends many runs before close_func runs.
+        init=st.sampled_from(
+            (*CALL_ARGS["init"], "pauses", "pauses", "pauses", "on_closing_pauses", "not yet")
+        ),
+        borrowers=st.lists(
+            st.tuples(st.integers(0, THREADS - 1), st.sampled_from(("do", "borrow", "hold"))),
+            max_size=3,
+        ),
     )
-    def start(self, track: bool, init: str, borrowers: list[int]) -> None:
+    def start(self, track: bool, init: str, borrowers: list[tuple[int, str]]) -> None:
         """Most runs start from an initialized FD with borrows running, so that
         the budget goes to closes meeting borrows; Hypothesis's rule choice
         alone leaves many runs in UNINIT or with no borrow. The rules still
@@ -95,8 +126,11 @@ class FDModelMachine(RuleBasedStateMachine):
             self.perform(Command(0, "track_lifetime"))
         if init != "not yet":
             self.perform(Command(0, "init", init))
-            for i, thread in enumerate(borrowers):
-                self.perform(Command(thread, "begin_borrow", CALL_ARGS["begin_borrow"][i % 2]))
+            for thread, via in borrowers:
+                if via == "hold":
+                    self.perform(Command(thread, "hold_borrow"))
+                else:
+                    self.perform(Command(thread, "begin_borrow", via))
 
     @precondition(lambda self: not self.model.gone)
     @rule(data=st.data(), close_func=st.sampled_from(CALL_ARGS["init"]))
@@ -141,7 +175,11 @@ class FDModelMachine(RuleBasedStateMachine):
 
     @precondition(
         lambda self: (
-            self.model.phase is Phase.OPEN and not self.model.borrows() and len(self._idle()) >= 2
+            self.model.phase is Phase.OPEN
+            and not self.model.borrows()
+            and len(self._idle()) >= 2
+            and self.model.close_func_does != "pauses"
+            and not self.model.on_closing_pauses
         )
     )
     @rule(data=st.data(), borrow_first=st.booleans())
@@ -152,7 +190,8 @@ class FDModelMachine(RuleBasedStateMachine):
 
         Both orders end in the same state (a borrow that ran is then ended,
         which completes the close), so the rules Hypothesis can draw next do
-        not depend on which order the real threads took."""
+        not depend on which order the real threads took. (Not with callbacks
+        that pause: which thread then runs close_func depends on the order.)"""
         idle = self._idle()
         borrower = self._pick(data, idle)
         closer = self._pick(data, [t for t in idle if t != borrower])
@@ -166,10 +205,68 @@ class FDModelMachine(RuleBasedStateMachine):
         if borrow_first:
             self.perform(Command(borrower, "end_borrow", "return"))
 
-    @precondition(lambda self: not self.model.gone and self.model.all_idle())
-    @rule()
-    def drop(self) -> None:
-        self.perform(Command(0, "drop"))
+    @precondition(lambda self: not self.model.gone)
+    @rule(data=st.data())
+    def hold_borrow(self, data: st.DataObject) -> None:
+        self.perform(Command(self._pick(data, self._callers()), "hold_borrow"))
+
+    @precondition(lambda self: not self.model.gone and bool(self.model.held))
+    @rule(data=st.data())
+    def release_held(self, data: st.DataObject) -> None:
+        self.perform(Command(self._pick(data, self._callers()), "release_held"))
+
+    @precondition(lambda self: not self.model.gone)
+    @rule(data=st.data())
+    def dup(self, data: st.DataObject) -> None:
+        self.perform(Command(self._pick(data, self._callers()), "dup"))
+
+    @precondition(lambda self: bool(self._in_callbacks()))
+    @rule(data=st.data(), calls=st.lists(st.sampled_from(REENTRANT_CALLS), min_size=1, max_size=3))
+    def from_callback(self, data: st.DataObject, calls: list[tuple[str, str]]) -> None:
+        """A paused close_func or on_closing calls back into its own FD, a few
+        times (each call returns at once: the callback is still paused)."""
+        thread = self._pick(data, self._in_callbacks())
+        for call in calls:
+            if self.model.in_callback(thread):  # else the guarantees have said why
+                self.perform(Command(thread, *call))
+
+    @precondition(lambda self: bool(self._in_callbacks()))
+    @rule(data=st.data(), how=st.sampled_from(CALL_ARGS["end_callback"]))
+    def end_callback(self, data: st.DataObject, how: str) -> None:
+        self.perform(Command(self._pick(data, self._in_callbacks()), "end_callback", how))
+
+    @precondition(
+        lambda self: not self.model.gone and not self.model.dropped and self.model.all_idle()
+    )
+    @rule(data=st.data(), order=st.sampled_from(CALL_ARGS["drop"]))
+    def drop(self, data: st.DataObject, order: str) -> None:
+        """The FD becomes garbage, with the generators holding borrows of it."""
+        thread = data.draw(st.integers(0, self.THREADS - 1), label="thread")
+        self.perform(Command(thread, "drop", order if self.model.held else ""))
+
+    @precondition(
+        lambda self: (
+            self.model.phase is Phase.OPEN
+            and not self.model.dropped
+            and self.model.all_idle()
+            and not self.model.on_closing_pauses
+        )
+    )
+    @rule(data=st.data(), order=st.sampled_from(CALL_ARGS["drop"]))
+    def abandon_a_timed_out_close(self, data: st.DataObject, order: str) -> None:
+        """A close times out on a borrow held by a generator, and then the FD
+        and the generator become garbage: the finalizer meets CLOSING."""
+        holder = self._pick(data, list(range(self.THREADS)))
+        if not self.model.held:
+            self.perform(Command(holder, "hold_borrow"))
+        closers = [t for t in range(self.THREADS) if not self.model.holds(t)]
+        if not closers:
+            return
+        closer = self._pick(data, closers)
+        self.perform(Command(closer, "close", "expires"))
+        drop = Command(closer, "drop", order)
+        if self.model.can_apply(drop):  # not while close_func runs, paused
+            self.perform(drop)
 
     @precondition(lambda self: self.model.gone)
     @rule()
@@ -177,13 +274,24 @@ class FDModelMachine(RuleBasedStateMachine):
         """An unreachable FD takes no calls; this keeps one rule valid."""
 
     def teardown(self) -> None:
-        """End every borrow, innermost first, as steps like any other, so that
-        every run also shows its blocked closers return (or not) at the end."""
+        """End every borrow and callback, innermost first, and close every
+        held generator, as steps like any other, so that every run also shows
+        its blocked closers return (or not) at the end."""
         if self.failed or violations(self.model):
             return  # keep the failure that was found; do not pile steps on it
-        for thread in range(self.THREADS):
-            while self.model.in_borrow(thread):
-                self.perform(Command(thread, "end_borrow", "return"))
+        for _ in range(1000):  # each round ends a frame or a held borrow; runs are shorter
+            ended = False
+            for thread in range(self.THREADS):
+                if self.model.in_borrow(thread):
+                    self.perform(Command(thread, "end_borrow", "return"))
+                    ended = True
+                elif self.model.in_callback(thread):
+                    self.perform(Command(thread, "end_callback", "return"))
+                    ended = True
+            if not ended and self.model.held and self._callers():
+                self.perform(Command(self._callers()[0], "release_held"))
+            elif not ended:
+                return
 
     @invariant()
     def keeps_the_guarantees(self) -> None:

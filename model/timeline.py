@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from model.lifecycle import Command, Observation, Step
+from model.vocabulary import Command, Observation, Step
 
 
 def describe(obs: Observation) -> str:
     r = obs.registry
     text = f"{obs.state} borrows={obs.borrows} close_func={obs.close_func_calls}"
     text += f" on_closing={obs.on_closing_calls}"
+    if obs.closers_waiting:
+        text += f" closers_waiting={obs.closers_waiting}"
     if r.initialized or r.in_flight:
         text += (
             f" reg(init={r.initialized} closed={r.closed} failed={r.close_failed}"

@@ -1,9 +1,11 @@
 """Conformance traces for ports, generated from the model: specs/traces/*.json.
 
-Each scenario below is a short program of thread/call commands chosen to
-show one guarantee of specs/rcfd.md or to reach rows of its transition
-table; the model (model.lifecycle) supplies every expected result and the FD
-after each step. The format is documented in specs/traces.md.
+Each scenario of model.scenarios is run on the model (model.lifecycle),
+which supplies every expected result and the FD after each step; the
+guarantees (model.guarantees) are checked after every step, and every
+transition is matched to its row of specs/rcfd.md's table by id. Each trace
+is tagged with what a runtime needs to replay it (TAGS). The format is
+documented in specs/traces.md.
 
     python -m model.traces           # rewrite specs/traces/*.json
     python -m model.traces --check   # exit 1 if the files differ from the model
@@ -13,345 +15,100 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from model.guarantees import violations
-from model.lifecycle import Command, FDModel, TableEvent
-from model.spec_table import holds, rows, table_step
+from model.lifecycle import FDModel
+from model.scenarios import SCENARIOS, Scenario
+from model.spec_table import matching_row, rows, table_step
+from model.vocabulary import Step, TableEvent
 
 TRACES = Path(__file__).resolve().parent.parent / "specs" / "traces"
-FORMAT = "rcfd-trace/1"
+FORMAT = "rcfd-trace/2"
 
-# Rows no sequence of public calls reaches, and why (specs/traces.md repeats this).
-UNREACHABLE: dict[tuple[str, str, str], str] = {
-    ("OPEN", "FINALIZE", "-"): "not yet in the model: a borrow held by garbage (issue 12; "
-    "tests/test_side_doors.py checks it against rcfd)",
-    ("CLOSING", "CLOSE", "in close_func"): "not yet in the model: callbacks that call back "
-    "into their FD (issue 12; tests/test_side_doors.py checks it against rcfd)",
-    ("CLOSING", "DETACH", "in close_func"): "not yet in the model: callbacks that call back "
-    "into their FD (issue 12; tests/test_side_doors.py checks it against rcfd)",
-    ("CLOSING", "FINALIZE", "-"): "CLOSING lasts while borrows run (or close_func runs), "
-    "and each of them holds a reference",
-    ("UNINIT", "FINISH", "-"): "FINISH comes only from the caller told RUN_CLOSE, in CLOSING",
-    ("OPEN", "FINISH", "-"): "FINISH comes only from the caller told RUN_CLOSE, in CLOSING",
-    ("CLOSING", "FINISH", "-"): "RUN_CLOSE is given at zero borrows, and none can start "
+# What a runtime must have to replay a trace; a port without it skips the
+# traces tagged so (specs/traces.md, "Capability tags").
+TAGS = {
+    "needs-finalizer": "the FD is closed by its finalizer (a drop that finds it OPEN, or "
+    "finds borrows held by garbage)",
+    "needs-cycle-finalizer": "the finalizer runs on an FD in a reference cycle (with a "
+    "generator holding a borrow, or with a close_func that refers to its FD)",
+    "needs-thread-identity": "a close is refused because of what the calling thread holds "
+    "or runs (a borrow, close_func): the FD knows which thread calls",
+    "needs-async-exceptions": "a borrow's fn is left by an interruption that is not an "
+    "ordinary error (Python: KeyboardInterrupt; Go, Rust: a panic)",
+    "needs-borrow-object": "a borrow is held by an object (a suspended generator) rather "
+    "than by a running fn, and released where that object is closed",
+}
+
+# Rows no sequence of public calls reaches, by id, and why (specs/traces.md
+# repeats this).
+UNREACHABLE: dict[str, str] = {
+    "UNINIT.FINISH": "FINISH comes only from the caller told RUN_CLOSE, in CLOSING",
+    "OPEN.FINISH": "FINISH comes only from the caller told RUN_CLOSE, in CLOSING",
+    "CLOSING.FINISH": "RUN_CLOSE is given at zero borrows, and none can start "
     "in CLOSING, so FINISH never meets a borrow",
-    ("CLOSED", "FINISH", "-"): "close_func runs once, so FINISH comes once",
+    "CLOSED.FINISH": "close_func runs once, so FINISH comes once",
 }
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    guarantees: tuple[int, ...]
-    commands: tuple[Command, ...]
-    threads: int = 3
-
-
-def _c(thread: int, call: str, arg: str = "") -> Command:
-    return Command(thread, call, arg)
-
-
-INIT = _c(0, "init", "ok")
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario(
-        "basic_lifecycle",
-        "init, one borrow, close with no borrow running: close_func runs in close().",
-        (1,),
-        (
-            _c(0, "track_lifetime"),
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(0, "end_borrow", "return"),
-            _c(0, "close", "none"),
-        ),
-    ),
-    Scenario(
-        "uninitialized_refusals",
-        "Every call but init and track_lifetime is refused before init, changing nothing.",
-        (10,),
-        (
-            _c(0, "begin_borrow", "do"),
-            _c(1, "begin_borrow", "borrow"),
-            _c(0, "close", "none"),
-            _c(0, "detach"),
-            _c(1, "track_lifetime"),
-            _c(1, "track_lifetime"),
-            INIT,
-            _c(0, "close", "none"),
-        ),
-    ),
-    Scenario(
-        "init_and_track_refusals",
-        "init twice is MultipleInit; init once close began is ClosedFD; track_lifetime "
-        "after init is MultipleInit; in OPEN, CLOSING and CLOSED, changing nothing.",
-        (10,),
-        (
-            INIT,
-            _c(1, "init", "ok"),
-            _c(1, "track_lifetime"),
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "none"),
-            _c(2, "init", "ok"),
-            _c(2, "track_lifetime"),
-            _c(0, "end_borrow", "return"),
-            _c(2, "init", "ok"),
-            _c(2, "track_lifetime"),
-        ),
-    ),
-    Scenario(
-        "refused_after_close",
-        "Once CLOSED, borrows, close and detach are refused with ClosedFD; close_func "
-        "is not called again.",
-        (1, 2, 5),
-        (
-            INIT,
-            _c(0, "close", "none"),
-            _c(1, "begin_borrow", "do"),
-            _c(1, "begin_borrow", "borrow"),
-            _c(1, "close", "none"),
-            _c(2, "detach"),
-        ),
-    ),
-    Scenario(
-        "close_waits_for_borrows",
-        "close() waits for the two running borrows; a borrow tried meanwhile is "
-        "refused at once (it cannot starve the close); the last release runs close_func.",
-        (1, 2, 4),
-        (
-            _c(0, "track_lifetime"),
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(1, "begin_borrow", "borrow"),
-            _c(2, "close", "none"),
-            _c(0, "begin_borrow", "do"),
-            _c(1, "end_borrow", "return"),
-            _c(1, "begin_borrow", "do"),
-            _c(0, "end_borrow", "return"),
-        ),
-    ),
-    Scenario(
-        "second_closer_waits",
-        "A second close() waits for the first close to finish, then raises ClosedFD; "
-        "so does a detach() that comes second.",
-        (1, 5),
-        (
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "none"),
-            _c(2, "detach"),
-            _c(0, "end_borrow", "return"),
-        ),
-    ),
-    Scenario(
-        "close_inside_borrow",
-        "close()/detach() by a thread that holds a borrow is refused at once, in OPEN "
-        "and in CLOSING, changing nothing.",
-        (6, 10),
-        (
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(0, "close", "none"),
-            _c(0, "detach"),
-            _c(1, "close", "none"),
-            _c(0, "close", "none"),
-            _c(0, "detach"),
-            _c(0, "end_borrow", "return"),
-        ),
-    ),
-    Scenario(
-        "nested_borrows",
-        "Borrows nest on one thread and each counts; the close waits for the outermost.",
-        (1, 4),
-        (
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(0, "begin_borrow", "borrow"),
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "none"),
-            _c(0, "end_borrow", "return"),
-            _c(0, "end_borrow", "raise"),
-            _c(0, "end_borrow", "return"),
-        ),
-    ),
-    Scenario(
-        "borrow_released_however_fn_exits",
-        "A borrow ends when fn returns, raises, or raises a BaseException; do() "
-        "passes fn's result or exception through.",
-        (3,),
-        (
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(0, "end_borrow", "raise"),
-            _c(1, "begin_borrow", "borrow"),
-            _c(1, "end_borrow", "interrupt"),
-            _c(2, "begin_borrow", "do"),
-            _c(2, "end_borrow", "return"),
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "none"),
-            _c(0, "end_borrow", "interrupt"),
-        ),
-    ),
-    Scenario(
-        "close_func_raises",
-        "close_func raises: the FD is still CLOSED, the closer that began the close "
-        "gets the error, a waiting closer gets ClosedFD, the registry counts close_failed.",
-        (1, 5, 7),
-        (
-            _c(0, "track_lifetime"),
-            _c(0, "init", "raises"),
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "none"),
-            _c(2, "close", "none"),
-            _c(0, "end_borrow", "return"),
-            _c(1, "close", "none"),
-        ),
-    ),
-    Scenario(
-        "close_timeout_expires",
-        "close(timeout) gives up while a borrow runs: TimeoutError, the FD stays "
-        "CLOSING, and the last borrow closes it exactly once.",
-        (1, 5, 8),
-        (
-            _c(0, "track_lifetime"),
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "expires"),
-            _c(2, "close", "expires"),
-            _c(1, "begin_borrow", "do"),
-            _c(2, "close", "none"),
-            _c(0, "end_borrow", "return"),
-        ),
-    ),
-    Scenario(
-        "close_timeout_not_needed",
-        "close(timeout) with no borrow running closes at once.",
-        (4, 8),
-        (INIT, _c(1, "close", "expires")),
-    ),
-    Scenario(
-        "timeout_then_close_func_raises",
-        "The closer timed out, so when close_func raises nobody receives the error: "
-        "it is reported as a RuntimeWarning and counted as close_failed.",
-        (7, 8),
-        (
-            _c(0, "track_lifetime"),
-            _c(0, "init", "raises"),
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "expires"),
-            _c(0, "end_borrow", "return"),
-        ),
-    ),
-    Scenario(
-        "detach_hands_the_number_back",
-        "detach() waits for the borrows like close(), then hands the number back "
-        "instead of calling close_func; a second detach waits, then gets ClosedFD.",
-        (1, 5),
-        (
-            _c(0, "track_lifetime"),
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(1, "detach"),
-            _c(2, "detach"),
-            _c(0, "end_borrow", "return"),
-            _c(0, "close", "none"),
-        ),
-    ),
-    Scenario(
-        "detach_after_close_timed_out",
-        "A detach that arrives after a close began (and timed out) only waits: the "
-        "close began as a close, so close_func runs and the detach gets ClosedFD.",
-        (5, 8),
-        (
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(1, "close", "expires"),
-            _c(1, "detach"),
-            _c(0, "end_borrow", "return"),
-        ),
-    ),
-    Scenario(
-        "finalizer_closes_a_dropped_fd",
-        "An OPEN FD that becomes unreachable is closed by its finalizer: close_func "
-        "once, a ResourceWarning, counted as finalized (a leak).",
-        (9,),
-        (
-            _c(0, "track_lifetime"),
-            INIT,
-            _c(0, "begin_borrow", "do"),
-            _c(0, "end_borrow", "return"),
-            _c(0, "drop"),
-        ),
-    ),
-    Scenario(
-        "finalizer_ignores_uninit",
-        "Dropping an FD that was never initialized does nothing.",
-        (9,),
-        (_c(0, "track_lifetime"), _c(0, "drop")),
-    ),
-    Scenario(
-        "finalizer_ignores_closed",
-        "close() disarms the finalizer: dropping a closed FD does nothing.",
-        (9,),
-        (_c(0, "track_lifetime"), INIT, _c(0, "close", "none"), _c(0, "drop")),
-    ),
-    Scenario(
-        "invalid_timeout_in_every_state",
-        "A negative timeout is an invalid argument, refused before the state is "
-        "looked at, in every state, changing nothing.",
-        (10,),
-        (
-            _c(0, "close", "invalid"),
-            INIT,
-            _c(0, "close", "invalid"),
-            _c(0, "begin_borrow", "do"),
-            _c(0, "close", "invalid"),
-            _c(1, "close", "none"),
-            _c(2, "close", "invalid"),
-            _c(0, "end_borrow", "return"),
-            _c(0, "close", "invalid"),
-        ),
-    ),
-)
-
-
-def row_index(event: TableEvent) -> int:
-    """The 1-based row of specs/rcfd.md's table that `event` goes through.
+def row_id(event: TableEvent) -> str:
+    """The id of the row of specs/rcfd.md's table that `event` goes through.
 
     Raises ValueError if the model's step disagrees with that row.
     """
-    for index, row in enumerate(rows(), start=1):
-        if (row.state, row.event) == (event.state, event.event) and holds(
-            row.when, event.borrows, event.caller
-        ):
-            spec = table_step(event.state, event.borrows, event.caller, event.event)
-            mine = (event.next_state, event.borrows_after, event.outcome)
-            if spec != mine:
-                raise ValueError(f"the model's {event} disagrees with specs/rcfd.md: {spec}")
-            return index
-    raise ValueError(f"no row of specs/rcfd.md for {event}")
+    inputs = (event.state, event.borrows, event.caller, event.event, event.in_close_func)
+    try:
+        row = matching_row(*inputs)
+    except LookupError:
+        raise ValueError(f"no row of specs/rcfd.md for {event}") from None
+    spec = table_step(*inputs)
+    if spec != (event.next_state, event.borrows_after, event.outcome):
+        raise ValueError(f"the model's {event} disagrees with specs/rcfd.md row {row.id}: {spec}")
+    return row.id
 
 
-def unreachable_rows() -> dict[int, str]:
-    return {
-        index: UNREACHABLE[(row.state, row.event, row.when)]
-        for index, row in enumerate(rows(), start=1)
-        if (row.state, row.event, row.when) in UNREACHABLE
-    }
+def unreachable_rows() -> dict[str, str]:
+    ids = {row.id for row in rows()}
+    stale = UNREACHABLE.keys() - ids
+    if stale:
+        raise ValueError(f"UNREACHABLE names rows specs/rcfd.md lacks: {sorted(stale)}")
+    return dict(UNREACHABLE)
+
+
+def tags(scenario: Scenario, steps: list[Step], model: FDModel) -> list[str]:
+    """What a runtime needs to replay `scenario` (TAGS), from what its run did."""
+    found = set()
+    for step in steps:
+        call = step.started.command
+        outcomes = {e.outcome for e in step.events}
+        if outcomes & {"REFUSE_CLOSE_IN_BORROW", "REFUSE_CLOSE_IN_CLOSE_FUNC"}:
+            found.add("needs-thread-identity")
+        if call.call == "end_borrow" and call.arg == "interrupt":
+            found.add("needs-async-exceptions")
+        if call.call in ("hold_borrow", "release_held"):
+            found.add("needs-borrow-object")
+        if call.call == "drop" and outcomes != {"IGNORE"}:
+            found.add("needs-finalizer")
+            if any(e.event == "RELEASE" for e in step.events) or model.resurrected:
+                found.add("needs-cycle-finalizer")
+    return sorted(found)
 
 
 def trace(scenario: Scenario) -> dict[str, object]:
     """Run `scenario` on the model: the trace file's content."""
     model = FDModel(scenario.threads)
     steps: list[dict[str, object]] = []
+    ran: list[Step] = []
     for index, command in enumerate(scenario.commands):
         step = model.apply(command)
+        ran.append(step)
         broken = violations(model)
         if broken:
             raise AssertionError(f"{scenario.name} step {index}: the model breaks {broken}")
         started = "fn running" if step.entered else "waits" if step.blocks else "returned"
+        returns = sorted(step.completed, key=lambda c: c.id)  # a set: sorted for diffs
         steps.append(
             {
                 "step": index,
@@ -359,12 +116,13 @@ def trace(scenario: Scenario) -> dict[str, object]:
                 "call": command.call,
                 "arg": command.arg,
                 "started": started,
+                "paused": [{"thread": c.thread, "callback": c.kind} for c in step.paused],
                 "returns": [
                     {"step": c.id, "thread": c.thread, "call": c.command.call, "result": c.result}
-                    for c in step.completed
+                    for c in returns
                 ],
                 "after": asdict(model.observe()),
-                "table": [{**asdict(e), "row": row_index(e)} for e in step.events],
+                "table": [{**asdict(e), "row": row_id(e)} for e in step.events],
             }
         )
     return {
@@ -372,6 +130,7 @@ def trace(scenario: Scenario) -> dict[str, object]:
         "name": scenario.name,
         "description": scenario.description,
         "guarantees": list(scenario.guarantees),
+        "tags": tags(scenario, ran, model),
         "threads": scenario.threads,
         "steps": steps,
     }

@@ -29,12 +29,13 @@ from typing import ClassVar
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from model.lifecycle import Command, FDModel, Step
+from model.lifecycle import FDModel
 from model.machine import FDModelMachine
 from model.spec_table import rows
 from model.timeline import Timeline
-from model.traces import row_index, unreachable_rows
-from tests._model_harness import EXPECT_S, Expectation, RealFD
+from model.traces import row_id, unreachable_rows
+from model.vocabulary import Command, Step
+from tests._model_harness import EXPECT_S, RealFD, expectation
 
 EXAMPLES = 150
 STEPS = 40
@@ -57,7 +58,7 @@ class ModelVsFD(FDModelMachine):
     examples = 0
     steps = 0
     races = 0
-    rows_seen: ClassVar[set[int]] = set()  # transition-table rows the runs went through
+    rows_seen: ClassVar[set[str]] = set()  # ids of the table rows the runs went through
     # Shrinking budget. A run that disagrees because a call never returns
     # costs its bounded wait each time Hypothesis replays it, and shrinking
     # replays hundreds of candidates. After SHRINK_BUDGET_S of shrinking, a
@@ -106,8 +107,8 @@ class ModelVsFD(FDModelMachine):
     def _compare(self, steps: list[Step]) -> None:
         for step in steps:
             for event in step.events:
-                ModelVsFD.rows_seen.add(row_index(event))
-        expect = Expectation.of(steps, self.model.observe(), self.model.running())
+                ModelVsFD.rows_seen.add(row_id(event))
+        expect = expectation(steps, self.model.observe(), self.model.running(), self.model.calls)
         problems = self.real.settle(expect)
         ModelVsFD.steps += 1
         if problems:
@@ -142,7 +143,7 @@ def test_production_fd_agrees_with_the_model() -> None:
     run_state_machine_as_test(ModelVsFD, settings=BUDGET)
     # The budget must keep reaching every row a program can reach: a change
     # to the rules or to Hypothesis that starves a row fails here, not silently.
-    reachable = set(range(1, len(rows()) + 1)) - unreachable_rows().keys()
+    reachable = {row.id for row in rows()} - unreachable_rows().keys()
     missed = sorted(reachable - ModelVsFD.rows_seen)
     assert not missed, f"the runs never went through table rows {missed}; raise the budget"
     print(
@@ -174,7 +175,7 @@ def race_once() -> None:
         return step
 
     def check(steps: list[Step]) -> None:
-        problems = real.settle(Expectation.of(steps, model.observe(), model.running()))
+        problems = real.settle(expectation(steps, model.observe(), model.running(), model.calls))
         problems += ["(#1 and #2 were started together; the model follows the one seen first)"]
         assert len(problems) == 1, "\n" + timeline.render(tuple(problems))
 

@@ -1,0 +1,450 @@
+"""rcfd.FD on a real eventfd, driven by one real thread per logical thread.
+
+What the Python driver (conformance.drivers.rcfd_driver) runs, and what the
+tests run in-process (tests/_model_harness.py). A command goes to its
+thread's queue; the thread makes the production call and reports what
+happened. A borrow's fn, and a callback that pauses (close_func or
+on_closing), keep serving their thread's queue until an end_borrow or
+end_callback says how to exit, so borrows stay open across steps and a
+callback's calls into its own FD are real calls from inside it.
+
+The side doors, as the trace vocabulary (specs/traces.md) names them:
+  hold_borrow   a generator enters `with fd.borrow()` and suspends;
+  release_held  the oldest such generator is closed on the calling thread;
+  drop          the FD (and those generators) lose their last reference on
+                the calling thread: with no generator, the collector runs the
+                finalizer (`gc.collect()`); with generators, their finalizers
+                and the FD's are called by hand in the order the argument
+                says, since a collector's order in a cycle is not ours to pick;
+  init pauses   close_func keeps a reference to its FD and pauses; run by
+                the finalizer, it first makes the FD reachable again.
+
+Invariants: no worker frame keeps the FD past the call that needed it (so a
+drop really drops it); `fd_lock` orders every read of `self.fd` with a drop's
+swap, so the last reference goes on the dropping thread; callbacks count
+only calls on this FD's number (a dup's copy shares close_func).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import os
+import queue
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Generator
+
+import rcfd
+from conformance.replay import EXPECT_S, EXPIRES_S, POLL_S, Report
+
+# Results, as specs/traces.md spells them.
+OK, OK_FN, OK_RAWFD, OK_DUP = "ok", "ok:fn", "ok:rawfd", "ok:dup"
+
+
+class FnError(Exception):
+    """What a borrow's fn raises for end_borrow(raise)."""
+
+
+class FnInterrupt(BaseException):
+    """What a borrow's fn raises for end_borrow(interrupt): a BaseException
+    that is not an Exception, like KeyboardInterrupt, without being one."""
+
+
+class CloseFuncError(OSError):
+    """What close_func raises, after really closing the number."""
+
+
+class OnClosingError(Exception):
+    """What on_closing raises for end_callback(raise)."""
+
+
+class _Returned:
+    """The value every fn returns, so do() can be seen to pass it through."""
+
+
+FN_VALUE = _Returned()
+
+
+def label(exc: BaseException) -> str:
+    """An exception in the traces' vocabulary; subclasses first."""
+    labels: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
+        (rcfd.CloseInsideBorrowError, "err:CloseInsideBorrow"),
+        (rcfd.CloseInsideCloseFuncError, "err:CloseInsideCloseFunc"),
+        (rcfd.UninitializedFDError, "err:UninitializedFD"),
+        (rcfd.ClosedFDError, "err:ClosedFD"),
+        (rcfd.MultipleInitError, "err:MultipleInit"),
+        (TimeoutError, "err:Timeout"),
+        (FnError, "err:FnError"),
+        (FnInterrupt, "err:FnInterrupt"),
+        (CloseFuncError, "err:CloseFuncError"),
+        (OnClosingError, "err:OnClosingError"),
+        ((TypeError, ValueError), "err:InvalidArgument"),
+    ]
+    for kind, text in labels:
+        if isinstance(exc, kind):
+            return text
+    return f"err:unexpected {type(exc).__name__}: {exc}"
+
+
+# (call id, command as (call, arg), a barrier to wait at first, for raced calls)
+Item = tuple[int, str, str, threading.Barrier | None]
+
+
+class Worker(threading.Thread):
+    """One logical thread. Its queue carries items, or None to stop."""
+
+    def __init__(self, index: int, owner: RcfdThreads) -> None:
+        super().__init__(name=f"rcfd-logical-T{index}", daemon=True)
+        self.index = index
+        self.owner = owner
+        self.commands: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        # What each nested serve() waits for, innermost last: "end_borrow"
+        # inside a borrow's fn, "end_callback" inside a paused callback.
+        self.levels: list[str] = []
+
+    def run(self) -> None:
+        self.serve("")
+
+    def serve(self, until: str) -> str:
+        """Run commands until `until` comes (returns its argument) or stop."""
+        if until:
+            self.levels.append(until)
+        try:
+            while True:
+                item = self.commands.get()
+                if item is None:
+                    return "return"
+                call_id, call, arg, start = item
+                if start is not None:
+                    start.wait(EXPECT_S)  # raced: both threads call at once
+                if call in ("end_borrow", "end_callback"):
+                    self.owner.report(Report("returned", call_id, self.index, OK))
+                    if call != until:
+                        self.owner.anomaly(f"T{self.index}: {call} while waiting for {until}")
+                    return arg
+                try:
+                    result = self.owner.call(self, call_id, call, arg)
+                except BaseException as exc:  # every outcome is a report, even FnInterrupt
+                    result = label(exc)
+                self.owner.report(Report("returned", call_id, self.index, result))
+        finally:
+            if until:
+                self.levels.pop()
+
+
+class CloseFunc:
+    """close_func as init's argument says: "ok", "raises" or "pauses"."""
+
+    def __init__(self, owner: RcfdThreads, does: str) -> None:
+        self.owner = owner
+        self.does = does
+        # "pauses" keeps a reference to its FD (a reference cycle through
+        # FD._close_func), so that the finalizer's run can reach it again.
+        self.fd = owner.fd if does == "pauses" else None
+
+    def __call__(self, rawfd: int) -> None:
+        owner = self.owner
+        if rawfd != owner.rawfd:  # a dup's copy, closed by the command that made it
+            os.close(rawfd)
+            return
+        if self.fd is not None and owner.fd is None:
+            owner.reach(self.fd)  # run by the finalizer: reachable again
+        with owner.fd_lock:
+            fd = owner.fd
+            if fd is not None and (fd.borrow_count or fd.state is not rcfd.State.CLOSING):
+                owner.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
+            del fd
+        owner.close_func_calls += 1
+        raises = self.does == "raises"
+        if self.does == "pauses":
+            raises = owner.pause("close_func") == "raise"
+        if owner.raw_closed:
+            owner.anomaly("close_func ran on a number already closed")
+        else:
+            os.close(rawfd)
+            owner.raw_closed = True
+        if raises:
+            raise CloseFuncError(errno.EIO, "close_func failed (as the trace asked)")
+
+
+class OnClosing:
+    def __init__(self, owner: RcfdThreads, pauses: bool) -> None:
+        self.owner = owner
+        self.pauses = pauses
+
+    def __call__(self, rawfd: int) -> None:
+        owner = self.owner
+        with owner.fd_lock:
+            fd = owner.fd
+            if fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count:
+                owner.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
+            del fd
+        owner.on_closing_calls += 1
+        if self.pauses and owner.pause("on_closing") == "raise":
+            raise OnClosingError("on_closing failed (as the trace asked)")
+
+
+class RcfdThreads:
+    """The production side: FD, eventfd, registry, logical threads, warnings."""
+
+    def __init__(
+        self,
+        threads: int,
+        sink: Callable[[Report], None],
+        fd_class: type[rcfd.FD] = rcfd.FD,
+    ) -> None:
+        """`sink` receives every report, from whichever thread makes it;
+        `fd_class` is rcfd.FD, or a subclass that plants a bug."""
+        self.registry = rcfd.LifetimeRegistry()
+        self.rawfd = os.eventfd(0, os.EFD_CLOEXEC)
+        self.fd_lock = threading.Lock()
+        self.fd: rcfd.FD | None = fd_class()
+        self.sink = sink
+        self.held: list[Generator[int, None, None]] = []  # suspended generators holding borrows
+        self.graveyard: list[rcfd.FD] = []  # finalized by hand: kept until shutdown
+        self.close_func_calls = 0
+        self.on_closing_calls = 0
+        self.raw_closed = False
+        # Global for the run: the finalizer and a late close_func warn from
+        # whichever thread runs them. Collect first, so that FDs dropped
+        # earlier are finalized (and warn) before the log opens.
+        gc.collect()
+        self._warnings = warnings.catch_warnings(record=True)
+        log = self._warnings.__enter__()
+        assert log is not None
+        self.warnings = log
+        warnings.simplefilter("always")
+        self.workers = [Worker(i, self) for i in range(threads)]
+        for worker in self.workers:
+            worker.start()
+
+    # -- reports -----------------------------------------------------------
+
+    def report(self, report: Report) -> None:
+        self.sink(report)
+
+    def anomaly(self, what: str) -> None:
+        self.sink(Report("anomaly", result=what))
+
+    def pause(self, callback: str) -> str:
+        """Pause the running callback: its thread takes calls until
+        end_callback; returns how the callback must end."""
+        worker = threading.current_thread()
+        if not isinstance(worker, Worker) or worker.owner is not self:
+            self.anomaly(f"{callback} ran on {worker.name}, not on a logical thread")
+            return "return"
+        self.report(Report("paused", thread=worker.index, result=callback))
+        return worker.serve("end_callback")
+
+    def reach(self, fd: rcfd.FD) -> None:
+        with self.fd_lock:
+            self.fd = fd
+
+    # -- commands ----------------------------------------------------------
+
+    def send(self, call_id: int, thread: int, call: str, arg: str) -> None:
+        self.workers[thread].commands.put((call_id, call, arg, None))
+
+    def race(self, first: tuple[int, int, str, str], second: tuple[int, int, str, str]) -> None:
+        """Send two (call id, thread, call, arg) that start together, with the
+        GIL handed over as often as CPython allows, so that one can run in the
+        middle of the other."""
+        start = threading.Barrier(2)
+        for call_id, thread, call, arg in (first, second):
+            self.workers[thread].commands.put((call_id, call, arg, start))
+
+    def call(self, worker: Worker, call_id: int, call: str, arg: str) -> str:
+        if call == "drop":
+            self._drop(arg)
+            return OK
+        with self.fd_lock:
+            fd = self.fd
+        assert fd is not None, "a command for a dropped FD"
+        if call == "init":
+            close_func = CloseFunc(self, arg if arg in ("raises", "pauses") else "ok")
+            fd.init(self.rawfd, close_func, on_closing=OnClosing(self, arg == "on_closing_pauses"))
+            return OK
+        if call == "track_lifetime":
+            fd.track_lifetime(self.registry)
+            return OK
+        if call == "detach":
+            number = fd.detach()
+            return OK_RAWFD if number == self.rawfd else f"ok:{number}"
+        if call == "close":
+            timeout = {"none": None, "expires": EXPIRES_S, "invalid": -1.0}[arg]
+            fd.close(timeout)
+            return OK
+        if call == "dup":
+            fd.dup().close()  # the copy: its close_func call is on its own number
+            return OK_DUP
+        if call == "hold_borrow":
+            generator = _holder(fd)
+            next(generator)  # raises if the borrow is refused
+            self.held.append(generator)
+            return OK
+        if call == "release_held":
+            self.held.pop(0).close()  # GeneratorExit leaves the `with`: the release
+            return OK
+
+        def fn(rawfd: int) -> _Returned:
+            entered = OK if rawfd == self.rawfd else f"fn got fd {rawfd}, not {self.rawfd}"
+            self.report(Report("entered", call_id, worker.index, entered))
+            how = worker.serve("end_borrow")
+            if how == "raise":
+                raise FnError("end_borrow(raise)")
+            if how == "interrupt":
+                raise FnInterrupt("end_borrow(interrupt)")
+            return FN_VALUE
+
+        if arg == "do":
+            value = fd.do(fn)
+        else:
+            with fd.borrow() as rawfd:
+                value = fn(rawfd)
+        return OK_FN if value is FN_VALUE else f"ok:{value!r}"
+
+    def _drop(self, order: str) -> None:
+        """Lose the last reference on this thread; see the module docstring."""
+        unraisable: list[str] = []
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
+        enabled = gc.isenabled()
+        gc.disable()  # no other thread's allocation may run the collector meanwhile
+        try:
+            with self.fd_lock:
+                fd, self.fd = self.fd, None
+            generators, self.held = self.held, []
+            if generators and fd is not None:
+                first = order == "holders-first"
+                for generator in generators if first else ():
+                    generator.close()  # GeneratorExit: the `with` exits, the borrow ends
+                fd.__del__()  # the FD's finalizer, called by hand
+                for generator in () if first else generators:
+                    generator.close()
+                # A collector finalizes an object once; CPython would call
+                # __del__ again when a hand-finalized object goes, and that
+                # second call could mend what the first got wrong.
+                self.graveyard.append(fd)
+            del fd, generators
+            gc.collect()  # with no generator: the finalizer runs here, or ran as fd went
+        finally:
+            if enabled:
+                gc.enable()
+            sys.unraisablehook = hook
+        for what in unraisable:
+            self.anomaly(f"unraisable in the finalizer: {what}")
+
+    # -- observation -------------------------------------------------------
+
+    def observe(self) -> dict[str, object]:
+        stats = self.registry.fd_stats()
+        with self.fd_lock:
+            fd = self.fd
+            if fd is None:
+                state, borrows, waiting = "GONE", 0, 0
+            else:
+                state, borrows = fd.state.name, fd.borrow_count
+                waiting = _closers_waiting(fd)
+            del fd
+        return {
+            "state": state,
+            "borrows": borrows,
+            "close_func_calls": self.close_func_calls,
+            "on_closing_calls": self.on_closing_calls,
+            "closers_waiting": waiting,
+            "registry": {
+                "initialized": stats.initialized,
+                "closed": stats.closed,
+                "close_failed": stats.close_failed,
+                "detached": stats.detached,
+                "finalized": stats.finalized,
+                "in_flight": stats.in_flight,
+            },
+            "resource_warnings": self._count(
+                ResourceWarning, f"unclosed <rcfd.FD OPEN fd={self.rawfd} "
+            ),
+            "runtime_warnings": self._count(RuntimeWarning, "rcfd: close_func raised"),
+        }
+
+    def _count(self, category: type[Warning], prefix: str) -> int:
+        return sum(
+            1
+            for w in list(self.warnings)
+            if issubclass(w.category, category) and str(w.message).startswith(prefix)
+        )
+
+    # -- teardown ----------------------------------------------------------
+
+    def shutdown(self, wait_s: float = EXPECT_S) -> list[str]:
+        """End every borrow and callback, close the held generators and the FD,
+        stop the threads, close the number. Never raises (it also runs after a
+        failure, when production may be stuck); returns what went wrong."""
+        left: list[str] = []
+        try:
+            # One level at a time: ending one may pause another callback.
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                ends = [(w, len(w.levels)) for w in self.workers if w.levels]
+                if not ends:
+                    break
+                for worker, _ in ends:
+                    worker.commands.put((-1, worker.levels[-1], "return", None))
+                while time.monotonic() < deadline and all(len(w.levels) == n for w, n in ends):
+                    time.sleep(POLL_S)
+            for generator in self.held:
+                with contextlib.suppress(BaseException):
+                    generator.close()
+            self.held = []
+            with self.fd_lock:
+                fd = self.fd
+            if fd is not None and fd.state is rcfd.State.OPEN:
+                while fd.borrow_count and time.monotonic() < deadline:
+                    time.sleep(POLL_S)
+                try:
+                    fd.close(timeout=wait_s)
+                except CloseFuncError:
+                    pass  # init(raises) asked for it
+                except BaseException as exc:  # teardown after a failure: report, go on
+                    left.append(f"close at teardown: {exc!r}")
+            del fd
+            for worker in self.workers:
+                worker.commands.put(None)
+            for worker in self.workers:
+                worker.join(wait_s)
+                if worker.is_alive():
+                    left.append(f"{worker.name} did not stop")
+        finally:
+            with self.fd_lock:
+                self.fd = None
+            self.graveyard.clear()
+            if not self.raw_closed:
+                with contextlib.suppress(OSError):
+                    os.close(self.rawfd)
+                self.raw_closed = True
+            self._warnings.__exit__(None, None, None)
+        return left
+
+
+def _closers_waiting(fd: rcfd.FD) -> int:
+    """The closers registered to be woken when `fd` reaches CLOSED: the
+    observable for blocked closers (specs/traces.md, `after`). rcfd keeps
+    them on its close record, a private object whose shape has changed: a
+    `waiting_closers()` count (rcfd/_closing.py), or a `wakers` list emptied
+    at CLOSED (before it)."""
+    closing: object = fd._closer
+    if closing is None:
+        return 0
+    count = getattr(closing, "waiting_closers", None)
+    if callable(count):
+        return int(count())
+    return len(getattr(closing, "wakers", ()))
+
+
+def _holder(fd: rcfd.FD) -> Generator[int, None, None]:
+    """A generator that holds a borrow of `fd` while it is suspended."""
+    with fd.borrow() as rawfd:
+        yield rawfd
