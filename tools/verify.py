@@ -93,6 +93,13 @@ CHECKS = [
         [PY, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/test_traces.py"],
         last_match(r"^(traces: .*|\d+ failed.*)$"),
     ),
+    # The traces through the Python FD's driver program, as a port runs them
+    # (conformance/PROTOCOL.md); about 2s.
+    Check(
+        "conformance runner",
+        [PY, "-m", "conformance.runner", "--", PY, "-m", "conformance.drivers.rcfd_driver"],
+        last_match(r"^conformance: (.*)$"),
+    ),
 ]
 
 
