@@ -371,6 +371,7 @@ class _Worker:
 class _Lock(Protocol):
     def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
     def release(self) -> None: ...
+    def _is_owned(self) -> bool: ...  # the FD's lock is a CPython RLock
 
 
 class _PausingLock:
@@ -395,6 +396,9 @@ class _PausingLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    def _is_owned(self) -> bool:
+        return self.inner._is_owned()
 
 
 if TYPE_CHECKING:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import errno
 import os
 
-from rcfd._lifecycle import Event, State
+from rcfd._lifecycle import State
 
 
 class FDError(Exception):
-    """Base of every error an FD raises about its own lifecycle."""
+    """Base of every error an FD raises about its own lifecycle. `call` names
+    the call that was refused ("do", "borrow", "close", ...)."""
+
+    call: str
 
 
 class UninitializedFDError(FDError, OSError):
@@ -25,11 +28,16 @@ class UninitializedFDError(FDError, OSError):
     An OSError(EBADF) because a raw call on an unset descriptor fails that way.
     """
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, call: str) -> None:
         super().__init__(
             errno.EBADF,
-            f"rcfd: use of uninitialized file descriptor: {event.value}() refused in state UNINIT",
+            f"rcfd: use of uninitialized file descriptor: {call}() refused in state UNINIT",
         )
+        self.call = call
+
+    def for_call(self, call: str) -> UninitializedFDError:
+        """The same refusal, named after the public call that made it."""
+        return UninitializedFDError(call)
 
 
 class ClosedFDError(FDError, OSError):
@@ -38,26 +46,32 @@ class ClosedFDError(FDError, OSError):
     An OSError(EBADF), the error a raw `os` call on a closed descriptor raises.
     """
 
-    def __init__(self, event: Event, state: State) -> None:
+    def __init__(self, call: str, state: State) -> None:
         super().__init__(
             errno.EBADF,
-            f"rcfd: use of closed file descriptor: {event.value}() refused in state {state.name}",
+            f"rcfd: use of closed file descriptor: {call}() refused in state {state.name}",
         )
+        self.call, self.state = call, state
+
+    def for_call(self, call: str) -> ClosedFDError:
+        """The same refusal, named after the public call that made it."""
+        return ClosedFDError(call, self.state)
 
 
 class MultipleInitError(FDError, RuntimeError):
     """init() (or track_lifetime()) on an FD that was already initialized.
     Go: ErrMultipleInit."""
 
-    def __init__(self, event: Event, state: State) -> None:
+    def __init__(self, call: str, state: State) -> None:
         super().__init__(
-            f"rcfd: multiple calls to init: {event.value}() refused in state {state.name}"
+            f"rcfd: multiple calls to init: {call}() refused in state {state.name}"
             + (
                 "; track_lifetime() must come before init(), or pass registry= to FD()"
-                if event is Event.TRACK
+                if call == "track_lifetime"
                 else ""
             )
         )
+        self.call = call
 
 
 class CloseInsideBorrowError(FDError, RuntimeError):
@@ -67,28 +81,32 @@ class CloseInsideBorrowError(FDError, RuntimeError):
     deadlocks here; rcfd refuses at once and changes nothing.
     """
 
-    def __init__(self, event: Event, state: State) -> None:
+    def __init__(self, call: str, state: State) -> None:
         super().__init__(
-            f"rcfd: {event.value}() refused in state {state.name}: "
+            f"rcfd: {call}() refused in state {state.name}: "
             "the calling thread holds a borrow of this FD and close would wait for it forever"
         )
+        self.call = call
 
 
 class CloseInsideCloseFuncError(FDError, RuntimeError):
     """close() or detach() called from inside the same FD's close_func (for
-    example a close_func that closes the object that owns the FD).
+    example a close_func that closes the object that owns the FD), or from a
+    finalizer or signal handler that interrupted this thread inside one of
+    the FD's own short locked steps of a close.
 
-    Waiting would never end: the close waits for close_func to return, and
-    close_func waits for the close. The outer close goes on and finishes;
-    this call changes nothing.
+    Waiting would never end: the close waits for close_func (or that step) to
+    return, which waits for this call. The close in progress goes on and
+    finishes; this call changes nothing.
     """
 
-    def __init__(self, event: Event, state: State) -> None:
+    def __init__(self, call: str, state: State) -> None:
         super().__init__(
-            f"rcfd: {event.value}() refused in state {state.name}: "
-            "called from inside this FD's close_func, and close would wait for "
-            "close_func to return forever"
+            f"rcfd: {call}() refused in state {state.name}: "
+            "called from inside this FD's close (its close_func, or a finalizer or "
+            "signal handler that interrupted it), which it would wait for forever"
         )
+        self.call = call
 
 
 class SyscallError(OSError):

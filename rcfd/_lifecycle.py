@@ -1,18 +1,22 @@
-"""The FD lifecycle as a pure function: states, events, outcomes, and `step`.
+"""The FD lifecycle as pure functions: states, events, outcomes, `step`, and
+the CLOSING sub-machine's stages and `close_step`.
 
-This module owns the state machine and nothing else: no locks, no I/O, no
+This module owns the state machines and nothing else: no locks, no I/O, no
 clock. `rcfd._fd.FD` applies `step` under its lock for transitions, and
-inline (one atomic append or remove, no lock) for a borrow or a release in
+inline (one atomic insert or remove, no lock) for a borrow or a release in
 OPEN; `tests/test_hot_path.py` keeps the inline form equal to `step`.
-`specs/rcfd.md` holds the same rules as a table, and
-`tests/test_spec_table.py` keeps the two equal.
+`rcfd._closing.Closing` applies `close_step` to one close. `specs/rcfd.md`
+holds the same rules as two tables, and `tests/test_spec_table.py` keeps
+each equal to its function.
 
-    UNINIT --INIT--> OPEN --CLOSE/DETACH--> CLOSING --FINISH--> CLOSED
+    UNINIT --INIT--> OPEN --CLOSE/DETACH/FINALIZE--> CLOSING --FINISH--> CLOSED
+                                         CLOSING = DRAINING -> RUNNING -> FINISHED
 
-A close begins by taking a borrow of its own (so that `on_closing` runs on a
-valid descriptor) and then releases it like any other borrow; the release
-that brings the count to zero in CLOSING is told to RUN_CLOSE. That single
-rule is why close_func runs exactly once and never under a borrow.
+A close begins by refusing new borrows, and the running ones drain; the
+release that brings the count to zero in CLOSING is told to RUN_CLOSE (the
+closer counts as a borrow while it runs on_closing, and finds zero itself
+when nothing was running). That single rule is why close_func runs exactly
+once and never under a borrow.
 """
 
 from __future__ import annotations
@@ -161,3 +165,85 @@ def step(
     if state is State.CLOSING and borrows == 0:
         return Transition(State.CLOSED, 0, Outcome.OK)
     return Transition(state, borrows, Outcome.IGNORE)
+
+
+# -- CLOSING, one close from the freeze to the last waiter woken ------------
+
+
+class Stage(enum.Enum):
+    """Where one close is. The FD is CLOSING in DRAINING and RUNNING, CLOSED
+    in FINISHED. Each stage is entered once, in this order."""
+
+    DRAINING = "draining"  # borrows refused; the running ones drain to zero
+    RUNNING = "running"  # a caller found zero and claimed: it calls close_func (or hands over)
+    FINISHED = "finished"  # CLOSED: close_func returned or raised, or the number was handed over
+
+
+class CloseEvent(enum.Enum):
+    """What happens to one close."""
+
+    ZERO = "zero"  # a release (or the closer, or the finalizer) found no borrow running
+    DECIDE = "decide"  # the claimer chooses: call close_func, or hand the number over
+    FINISH = "finish"  # close_func returned or raised, or the number was handed over
+    GIVE_UP = "give_up"  # a waiting closer's wait ended early: timeout, interrupt, cancellation
+
+
+class Duty(enum.Enum):
+    """What the caller of `close_step` must do next."""
+
+    CLAIM = "claim"  # this caller, and only it, runs the close (DECIDE, then FINISH)
+    NOTHING = "nothing"  # someone else has it in hand
+    CALL_CLOSE_FUNC = "call_close_func"  # close the number
+    HAND_OVER = "hand_over"  # a detach whose owner still waits: the number is the owner's
+    WAKE = "wake"  # call every waiter's waker, once each
+    KEEP_WAITING = "keep_waiting"  # close_func runs or ran: the deadline bounded only the borrows
+    LEAVE = "leave"  # stop waiting; the close goes on without this caller
+
+
+class CloseTransition(NamedTuple):
+    """The result of `close_step`: the close's next stage, and the caller's duty."""
+
+    stage: Stage
+    duty: Duty
+
+
+def close_step(
+    stage: Stage, event: CloseEvent, borrows: int, timed_out: bool, owner_waits: bool
+) -> CloseTransition:
+    """Apply `event` to a close in `stage`, with `borrows` still running.
+    `timed_out`: a GIVE_UP is a deadline (not an interrupt or a cancellation).
+    `owner_waits`: the close is a detach whose caller still waits for its number.
+
+    pre: borrows >= 0
+    pre: event != CloseEvent.ZERO or borrows == 0
+    pre: event not in (CloseEvent.DECIDE, CloseEvent.FINISH) or (stage != Stage.DRAINING and borrows == 0)
+    pre: stage == Stage.DRAINING or borrows == 0
+    post: __return__.duty != Duty.CLAIM or (stage == Stage.DRAINING and __return__.stage == Stage.RUNNING)
+    post: __return__.stage != Stage.FINISHED or stage != Stage.DRAINING
+    post: __return__.duty != Duty.WAKE or (stage == Stage.RUNNING and __return__.stage == Stage.FINISHED)
+    post: __return__.duty != Duty.HAND_OVER or owner_waits
+    post: event != CloseEvent.GIVE_UP or __return__.stage == stage
+    post: __return__.duty != Duty.KEEP_WAITING or (timed_out and borrows == 0)
+    """
+    if event is CloseEvent.ZERO:
+        # The first to find zero claims; the others (a late release, the
+        # closer re-checking after an interrupt) leave it to the claimer.
+        if stage is Stage.DRAINING:
+            return CloseTransition(Stage.RUNNING, Duty.CLAIM)
+        return CloseTransition(stage, Duty.NOTHING)
+    if event is CloseEvent.DECIDE:
+        # Decided under the lock with the owner's GIVE_UP: an owner that
+        # leaves either finds the number handed over (and closes it) or not
+        # yet (and then close_func closes it); it is never orphaned.
+        if owner_waits:
+            return CloseTransition(stage, Duty.HAND_OVER)
+        return CloseTransition(stage, Duty.CALL_CLOSE_FUNC)
+    if event is CloseEvent.FINISH:
+        if stage is Stage.RUNNING:
+            return CloseTransition(Stage.FINISHED, Duty.WAKE)
+        return CloseTransition(stage, Duty.NOTHING)  # a resumed run: already finished
+    # GIVE_UP. The timeout bounds the wait for borrows (guarantee 8): once none
+    # runs, close_func runs or is about to, and a deadline waits for it.
+    if timed_out and borrows == 0:
+        return CloseTransition(stage, Duty.KEEP_WAITING)
+    return CloseTransition(stage, Duty.LEAVE)

@@ -150,6 +150,11 @@ class LifetimeRegistry:
                 f"in_flight={len(self._in_flight)}>"
             )
 
+    def _after_fork(self, me: int) -> bool:
+        """In a forked child: a fresh lock (a vanished thread may hold this one)."""
+        self._lock = threading.Lock()
+        return False
+
     # The FD calls these; each is one locked update.
 
     def _record_init(self, key: int, rawfd: int) -> None:

@@ -150,8 +150,8 @@ def test_wrong_state_is_refused_says_so_and_changes_nothing(
         before = fd.state, fd.borrow_count, registry.fd_stats()
         spare = os.eventfd(0)
         try:
-            event = {"do": "borrow", "track_lifetime": "track"}.get(call, call)
-            with pytest.raises(error, match=rf"{event}\(\) refused in state {state.name}"):
+            # The message names the call the user made, and the state.
+            with pytest.raises(error, match=rf"{call}\(\) refused in state {state.name}"):
                 if call == "init":
                     fd.init(spare, os.close)
                 elif call == "do":

@@ -64,13 +64,14 @@ def test_a_close_during_an_init_waits_for_it_or_sees_uninit() -> None:
 
 
 def test_in_inits_window_every_transition_sees_uninit_and_changes_nothing() -> None:
-    # init() writes OPEN, then publishes the holders: its last store. A close
-    # that holds the FD's own lock can run in between. Reproduced here by
-    # writing the state alone, as init has at that instant.
+    # init() writes the number and the callbacks, then publishes the holders:
+    # its last store. A close that holds the FD's own lock can run in between.
+    # Reproduced here by writing what init has written at that instant.
     fd = rcfd.FD()
     with pytest.raises(rcfd.UninitializedFDError):
         fd.close()  # gives the FD its own lock, as an earlier close would
-    fd._state = rcfd.State.OPEN
+    raw = os.eventfd(0)
+    fd._rawfd = raw
     assert fd.state is rcfd.State.UNINIT
     with pytest.raises(rcfd.UninitializedFDError, match="refused in state UNINIT"):
         fd.close()
@@ -82,7 +83,8 @@ def test_in_inits_window_every_transition_sees_uninit_and_changes_nothing() -> N
     assert fd.borrow_count == 0
     # The rest of init would follow; the finalizer never sees this window (the
     # init holds the FD), so leave the FD as init found it.
-    fd._state = rcfd.State.UNINIT
+    fd._rawfd = -1
+    os.close(raw)
 
 
 class InterruptedRecord(rcfd.LifetimeRegistry):
@@ -120,7 +122,7 @@ def test_the_finalizer_of_an_fd_in_inits_window_closes_nothing() -> None:
     closed: list[int] = []  # records only: the number stays the test's
     raw = os.eventfd(0)
     fd = rcfd.FD()
-    fd._rawfd, fd._close_func, fd._state = raw, closed.append, rcfd.State.OPEN
+    fd._rawfd, fd._close_func = raw, closed.append  # the holders: not yet
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         del fd

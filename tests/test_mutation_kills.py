@@ -43,40 +43,48 @@ def test_scenario_breaks_nothing_on_the_real_fd(mutant: Mutant) -> None:
 
 
 def test_error_messages_name_the_call_the_state_and_why() -> None:
-    from rcfd._lifecycle import Event, State
+    from rcfd._lifecycle import State
 
     cases: list[tuple[BaseException, str]] = [
         (
-            rcfd.UninitializedFDError(Event.BORROW),
-            "[Errno 9] rcfd: use of uninitialized file descriptor: "
-            "borrow() refused in state UNINIT",
+            rcfd.UninitializedFDError("do"),
+            "[Errno 9] rcfd: use of uninitialized file descriptor: do() refused in state UNINIT",
         ),
         (
-            rcfd.ClosedFDError(Event.BORROW, State.CLOSING),
+            rcfd.ClosedFDError("borrow", State.CLOSING),
             "[Errno 9] rcfd: use of closed file descriptor: borrow() refused in state CLOSING",
         ),
         (
-            rcfd.MultipleInitError(Event.TRACK, State.OPEN),
-            "rcfd: multiple calls to init: track() refused in state OPEN; "
+            rcfd.MultipleInitError("track_lifetime", State.OPEN),
+            "rcfd: multiple calls to init: track_lifetime() refused in state OPEN; "
             "track_lifetime() must come before init(), or pass registry= to FD()",
         ),
         (
-            rcfd.MultipleInitError(Event.INIT, State.OPEN),
+            rcfd.MultipleInitError("init", State.OPEN),
             "rcfd: multiple calls to init: init() refused in state OPEN",
         ),
         (
-            rcfd.CloseInsideBorrowError(Event.CLOSE, State.OPEN),
+            rcfd.CloseInsideBorrowError("close", State.OPEN),
             "rcfd: close() refused in state OPEN: the calling thread holds a borrow "
             "of this FD and close would wait for it forever",
+        ),
+        (
+            rcfd.CloseInsideCloseFuncError("detach", State.CLOSING),
+            "rcfd: detach() refused in state CLOSING: called from inside this FD's close "
+            "(its close_func, or a finalizer or signal handler that interrupted it), "
+            "which it would wait for forever",
         ),
     ]
     for error, message in cases:
         assert str(error) == message
     for error in (
-        rcfd.UninitializedFDError(Event.BORROW),
-        rcfd.ClosedFDError(Event.DETACH, State.CLOSED),
+        rcfd.UninitializedFDError("do"),
+        rcfd.ClosedFDError("detach", State.CLOSED),
     ):
         assert isinstance(error, OSError) and error.errno == errno.EBADF
+    assert str(rcfd.ClosedFDError("do", State.CLOSED).for_call("dup")).endswith(
+        "dup() refused in state CLOSED"
+    )
 
 
 def test_wrap_syscall_error_keeps_errno_and_names_the_call() -> None:
@@ -241,9 +249,11 @@ def test_bad_arguments_are_named_with_the_call_that_refused_them() -> None:
             "aclose: timeout must be >= 0, got -1",
         ),
         (lambda: fd.do(number), TypeError, "do: fn must be callable, not int"),
-        (lambda: rcfd.FD(-1), ValueError, "init: rawfd must be >= 0, got -1"),
-        (lambda: rcfd.FD(text), TypeError, "init: rawfd must be an int, not str"),
-        (lambda: rcfd.FD(3, number), TypeError, "init: close_func must be callable, not int"),
+        (lambda: rcfd.FD(-1), ValueError, "FD: rawfd must be >= 0, got -1"),
+        (lambda: rcfd.FD(text), TypeError, "FD: rawfd must be an int, not str"),
+        (lambda: rcfd.FD(3, number), TypeError, "FD: close_func must be callable, not int"),
+        (lambda: rcfd.FD().init(-1), ValueError, "init: rawfd must be >= 0, got -1"),
+        (lambda: fd.dup(on_closing=number), TypeError, "dup: on_closing must be callable, not int"),
     ]
     for call, kind, message in cases:
         with pytest.raises(kind) as raised:

@@ -15,6 +15,7 @@ import gc
 import os
 import pickle
 import sys
+import threading
 import warnings
 import weakref
 from collections.abc import Callable, Generator, Iterator
@@ -451,7 +452,120 @@ def test_do_refuses_a_coroutine_and_releases_the_borrow() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "coroutine was never awaited"
         with pytest.raises(TypeError, match="fn returned a coroutine"):
-            fd.do(read)
+            returned = fd.do(read)
+            returned.close()  # not reached
     assert ran == [] and fd.borrow_count == 0 and fd.state is rcfd.State.OPEN
     fd.close()
     assert len(closer.calls) == 1
+
+
+# -- the collector inside one of the FD's own locked steps ---------------------
+
+
+def _borrowed_by_garbage(fd: rcfd.FD, stay: threading.Event) -> None:
+    """A generator suspended inside `with fd.borrow()`, left in a cycle: only
+    the collector will release that borrow, at whatever point it runs. It is
+    entered on a thread that lives until `stay` is set (a later thread given
+    the same ident would count as its holder: specs/rcfd.md, thread identity)."""
+
+    class Box:
+        pass
+
+    def holder() -> Generator[int, None, None]:
+        with fd.borrow() as rawfd:
+            yield rawfd
+
+    gen = holder()
+    handed = [gen]  # the thread drops its reference: only the cycle keeps it
+    entered = threading.Event()
+
+    def enter_and_stay() -> None:
+        next(handed.pop())
+        entered.set()
+        stay.wait(WAIT)
+
+    threading.Thread(target=enter_and_stay, daemon=True).start()
+    assert entered.wait(WAIT)
+    box = Box()
+    box.gen, box.me = gen, box  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("second", ["close", "detach"])
+def test_a_collection_inside_a_locked_step_releasing_a_borrow_does_not_deadlock(
+    monkeypatch: pytest.MonkeyPatch, second: str
+) -> None:
+    """close() waits for a borrow that only the collector will release; the
+    collection then runs inside another call's locked step of the same FD, on
+    the same thread (CPython runs it at any check point). The release must
+    not wait for that lock (a deadlock), and the close must still happen."""
+    from rcfd._lifecycle import step as real_step
+
+    fd, closer = open_fd()
+    stay = threading.Event()
+    gc.disable()
+    try:
+        _borrowed_by_garbage(fd, stay)
+        with pytest.raises(TimeoutError):
+            fd.close(timeout=0)
+        def collecting_step(*args: Any) -> Any:
+            gc.collect()  # what the collector may do at any check point here
+            return real_step(*args)
+
+        monkeypatch.setattr("rcfd._fd.step", collecting_step)
+        if second == "close":
+            call: Callable[[], object] = fd.close
+        else:
+            call = lambda: fd.detach()  # noqa: E731  (another locked step: WAIT)
+        thread, outcome = in_thread(call)
+        assert outcome.done.wait(WAIT), "deadlock: the release waited for its own thread's lock"
+        thread.join(WAIT)
+    finally:
+        gc.enable()
+        stay.set()
+    assert isinstance(outcome.error, rcfd.ClosedFDError)  # it waited, then: closed by the first
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+    assert closer.borrows_seen == [0]
+
+
+def test_a_close_from_a_finalizer_inside_a_locked_step_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A finalizer (here: a garbage generator's `finally`) that closes the FD
+    while this thread is inside one of the FD's own locked steps: refused at
+    once (it would wait for that step), and the close in progress finishes."""
+    from rcfd._lifecycle import step as real_step
+
+    fd, closer = open_fd()
+    refused: list[BaseException] = []
+
+    class Box:
+        pass
+
+    def closes_when_collected() -> Generator[None, None, None]:
+        try:
+            yield
+        finally:
+            try:
+                fd.close()
+            except BaseException as exc:
+                refused.append(exc)
+
+    gc.disable()
+    try:
+        gen = closes_when_collected()
+        next(gen)
+        box = Box()
+        box.gen, box.me = gen, box  # type: ignore[attr-defined]
+        del gen, box
+        def collecting_step(*args: Any) -> Any:
+            gc.collect()
+            return real_step(*args)
+
+        monkeypatch.setattr("rcfd._fd.step", collecting_step)
+        _, outcome = in_thread(fd.close)
+        assert outcome.done.wait(WAIT), "deadlock"
+    finally:
+        gc.enable()
+    assert outcome.error is None
+    assert [type(e) for e in refused] == [rcfd.CloseInsideCloseFuncError]
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1

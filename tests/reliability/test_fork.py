@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Generator
+from typing import cast
 
 import pytest
 
@@ -92,7 +93,7 @@ def open_fd(kind: str = "eventfd") -> tuple[rcfd.FD, CountingClose]:
 def test_child_can_use_and_close_an_fd_borrowed_and_locked_by_parent_threads(kind: str) -> None:
     fd, closer = open_fd(kind)
     held = HeldBorrow(fd)  # a borrow of another thread: absent in the child
-    holder = LockHolder(fd._guard())  # the lock, held by another thread at the fork
+    holder = LockHolder(cast(threading.RLock, fd._guard()))  # held by another thread
 
     def child() -> None:
         assert fd.borrow_count == 0  # the other thread's borrow is not the child's
@@ -199,9 +200,9 @@ def _cut_close(fd: rcfd.FD, *, frozen: bool) -> None:
     then (frozen=True) the holders frozen, but CLOSING not yet written."""
     from array import array
 
-    from rcfd import _fd
+    from rcfd._closing import Closing
 
-    closer = _fd._Closer(False, lambda: None)
+    closer = Closing(False, lambda: None)
     fd._holders += array("L", [threading.get_ident() + 1])  # a thread the child lacks
     fd._closer = closer
     if frozen:

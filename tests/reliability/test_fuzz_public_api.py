@@ -105,7 +105,10 @@ def fd_in(state: rcfd.State) -> Iterator[tuple[rcfd.FD, rcfd.LifetimeRegistry]]:
             fd.close()
         yield fd, registry
     if fd.state is rcfd.State.OPEN:
-        fd.close()
+        # A fuzzed init may have installed a close_func that raises (len on an
+        # int): that error is the close's outcome, not the call under test's.
+        with contextlib.suppress(Exception):
+            fd.close()
 
 
 def snapshot(fd: rcfd.FD, registry: rcfd.LifetimeRegistry) -> tuple[object, ...]:
@@ -174,7 +177,14 @@ def call(name: str, fd: Any, a: Any, b: Any, c: Any, d: Any) -> object:
     return rcfd.wrap_syscall_error(a, b)
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: a check that catches a bug only sometimes is not a check; the
+# same 800 examples run every time (a new seed is a new test, run it by hand).
+@settings(
+    max_examples=800,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     state=st.sampled_from(STATES),
     name=st.sampled_from(CALLS),

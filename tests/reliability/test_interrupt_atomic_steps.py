@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import rcfd
-from rcfd import _fd
+from rcfd import _closing
 from tests.support import WAIT, CountingClose, HeldBorrow, open_fd, state_of, wait_until
 
 
@@ -78,7 +78,7 @@ def test_with_borrow_interrupted_as_the_borrow_is_counted_gives_it_back() -> Non
 
 
 class FreezeThenInterrupt:
-    """Stands in for `map` in rcfd._fd: yields what map would, then raises
+    """Stands in for `map` in rcfd._closing: yields what map would, then raises
     Injected, as if the interrupt landed when extend() returned."""
 
     def __init__(self, func: Callable[[array[int]], object], items: Iterable[array[int]]) -> None:
@@ -103,7 +103,7 @@ class InterruptBeforeFreeze:
 def test_close_interrupted_after_the_freeze_still_closes(monkeypatch: pytest.MonkeyPatch) -> None:
     fd, closer = open_fd()
     held = HeldBorrow(fd)
-    monkeypatch.setattr(_fd, "map", FreezeThenInterrupt, raising=False)
+    monkeypatch.setattr(_closing, "map", FreezeThenInterrupt, raising=False)
     with pytest.raises(Injected):
         fd.close()
     monkeypatch.undo()
@@ -122,7 +122,7 @@ def test_close_interrupted_before_the_freeze_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fd, closer = open_fd()
-    monkeypatch.setattr(_fd, "map", InterruptBeforeFreeze, raising=False)
+    monkeypatch.setattr(_closing, "map", InterruptBeforeFreeze, raising=False)
     with pytest.raises(Injected):
         fd.close()
     monkeypatch.undo()

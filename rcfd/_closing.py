@@ -1,0 +1,389 @@
+"""CLOSING: one close of one FD, from the freeze to the last waiter woken.
+
+A `Closing` is made by the call that begins the close (close, aclose,
+detach, or the finalizer) and stays on the FD for good. It is the
+sub-machine of rcfd._lifecycle.close_step:
+
+    DRAINING --ZERO--> RUNNING --DECIDE, FINISH--> FINISHED --(wake)
+
+The FD's lock (FD._guard) orders every change of `stage`, `wakers`,
+`owner_waker` and `handed_over`; it is never held across close_func,
+on_closing or a waker.
+
+Invariants:
+  freeze: empty until the holders are frozen, then their export for good;
+    the FD is CLOSING from that moment (FD.state reads it), and a borrow
+    that read the holders before can never find them unfrozen again;
+  running borrows == len(FD._holders) - len(released): a release that meets
+    the freeze appends a tombstone here (one atomic step, no lock) first;
+  exactly one caller claims (ZERO in DRAINING, under the lock), and only
+    it (`claimer`) calls close_func, finishes, and resumes after an interrupt;
+    the finalizer's close, the owner's own zero check and a forked child's
+    repair claim through the same step;
+  how: set before the effect it names (close_func called, number handed
+    over), so a resumed run never repeats it;
+  wakers: appended only before FINISHED (a WAIT under the lock sees CLOSING),
+    so after FINISHED they are read without the lock, each called once;
+  owner_waker: the waker of the caller that began the close while it waits
+    for the outcome (None for the finalizer, and once the owner left);
+  owner_borrowed: the owner counts as a borrow while on_closing runs; it
+    releases it like any borrow (there is no owner's borrow without on_closing:
+    taking and releasing it with nothing between would change nothing);
+  deferred: a release came in while this thread was inside one of the FD's
+    locked steps (a finalizer or signal handler ran there): it wrote its
+    tombstone but could not take the lock to decide, so the step's caller
+    settles it once it has left the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from array import array
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rcfd._lifecycle import CloseEvent, Duty, Event, Outcome, Stage, close_step
+from rcfd._registry import Release
+
+if TYPE_CHECKING:
+    from rcfd._fd import FD
+
+_get_ident = threading.get_ident
+
+
+class Closing:
+    """One close of one FD; see the module docstring for the invariants."""
+
+    __slots__ = (
+        "freeze",
+        "released",
+        "detach",
+        "finalizer",
+        "stage",
+        "claimer",
+        "how",
+        "error",
+        "handed_over",
+        "wakers",
+        "woken",
+        "owner_waker",
+        "owner_borrowed",
+        "deferred",
+    )
+
+    def __init__(self, detach: bool, owner_waker: Callable[[], None] | None) -> None:
+        # A list, so that one C call can make the export and store it.
+        self.freeze: list[memoryview] = []
+        self.released: list[int] = []  # one tombstone (thread ident) per frozen-time release
+        self.detach = detach  # the owner wants the number back, not closed
+        self.finalizer = owner_waker is None  # begun by the finalizer: counted "finalized"
+        self.stage = Stage.DRAINING
+        self.claimer = 0  # the thread that claimed, once RUNNING
+        self.how: Release | None = None
+        self.error: BaseException | None = None  # what close_func raised, for the owner
+        self.handed_over = False  # a detach's number waits for its owner to take it
+        self.wakers: list[Callable[[], None]] = [] if owner_waker is None else [owner_waker]
+        self.woken = 0  # how many wakers have been called (after FINISHED)
+        self.owner_waker = owner_waker
+        self.owner_borrowed = False
+        self.deferred = False
+
+    # -- beginning ------------------------------------------------------------
+
+    @classmethod
+    def begin(cls, fd: FD, event: Event, call: str, waker: Callable[[], None]) -> Closing:
+        """CLOSE or DETACH: BEGIN_CLOSE makes a Closing and freezes; WAIT joins
+        the close in progress. Returns the close that `waker` waits on; the
+        caller owns it iff its owner_waker is `waker`. The owner has run
+        on_closing and released its borrow when this returns (or raises), so
+        the close may be finished already."""
+        me = _get_ident()
+        # (Signals rule) All the close needs is made before its first effect.
+        new = cls(event is Event.DETACH, waker)
+        mine = array("L", (me,))  # the owner's borrow, if it runs on_closing
+        lock = fd._guard()
+        if lock._is_owned():
+            # A finalizer or signal handler ran inside this FD's own locked
+            # step on this thread: waiting here would wait for that step.
+            raise fd._error(Outcome.REFUSE_CLOSE_IN_CLOSE_FUNC, call)
+        joined = new
+        try:
+            try:
+                with lock:
+                    if fd._step(event, call).outcome is Outcome.WAIT:
+                        current = fd._closer
+                        assert current is not None
+                        current.wakers.append(waker)
+                        joined = current
+                    else:  # BEGIN_CLOSE
+                        if fd._on_closing is not None:
+                            holders = fd._holders
+                            holders += mine  # the owner's borrow, and (no call between)
+                            new.owner_borrowed = True  # its record
+                        new._freeze(fd)
+                on_closing = fd._on_closing
+                if new.owner_borrowed and on_closing is not None:
+                    on_closing(fd._rawfd)  # under the owner's borrow: the number is valid
+            except BaseException:
+                # Leave before the owner's release below, which may run the
+                # close: a detach is then not handed to nobody, and an error of
+                # close_func is warned, not lost.
+                joined.leave(fd, waker)
+                raise
+            finally:
+                if new.owner_borrowed:
+                    # The owner's borrow, released like any borrow (inline: a
+                    # call would add a check point before it).
+                    holders = fd._holders
+                    tid = me
+                    # -- release (inline copy "owner"; specs/rcfd.md, "Signals") --
+                    try:
+                        holders.remove(tid)
+                    except BufferError:
+                        closing = fd._closer
+                        assert closing is not None
+                        closing.released += (tid,)
+                        try:
+                            closing.release(fd)
+                        except BaseException:
+                            closing.release(fd)
+                            raise
+                    # -- end release --
+                elif new.freeze:
+                    # No on_closing, so no borrow was taken for it: releasing
+                    # it would only have been this zero check.
+                    try:
+                        new.release(fd)
+                    except BaseException:  # (Signals rule) resume once
+                        new.release(fd)
+                        raise
+            joined.settle(fd)
+        except BaseException:
+            # (Signals rule) An interrupt after the release may come after a
+            # detach handed the number to us: we leave, so close it.
+            joined.leave(fd, waker)
+            raise
+        return joined
+
+    @classmethod
+    def finalize(cls, fd: FD) -> None:
+        """FINALIZE on an OPEN FD: begin the close as close() does, with nobody
+        waiting for it. Borrows may still run, held by objects that are garbage
+        too (a generator suspended in `with fd.borrow()`, in the same cycle):
+        then the last of them runs close_func, as for any close."""
+        me = _get_ident()
+        new = cls(False, None)  # made before the first effect (Signals rule)
+        lock = fd._guard()
+        if lock._is_owned():
+            return  # fd.__del__() called by hand inside the FD's own locked step
+        with lock:
+            if fd._step(Event.FINALIZE, "finalizer").outcome is Outcome.IGNORE:
+                return  # closed meanwhile (a finalizer called by hand races a close)
+            new._freeze(fd)
+            claimed = new._zero(fd, me)
+        if claimed:
+            try:
+                new.run(fd)
+            except BaseException:  # (Signals rule) resume once after an interrupt
+                new.run(fd)
+                raise
+        new.settle(fd)
+
+    def _freeze(self, fd: FD) -> None:
+        """Attach this close and freeze the holders: from here on every borrow
+        is refused. Needs the lock. (Signals rule) extend(map()) makes the
+        export and stores it in one C call; if an interrupt comes before it,
+        the `finally` detaches this close and the FD is still OPEN."""
+        fd._closer = self  # before the freeze: a release that meets it finds it
+        try:
+            self.freeze.extend(map(memoryview, (fd._holders,)))
+        finally:
+            if not self.freeze:
+                fd._closer = None
+
+    # -- the close itself -------------------------------------------------------
+
+    def _zero(self, fd: FD, me: int) -> bool:
+        """ZERO if no borrow runs: True if this caller claimed. Needs the lock."""
+        if fd.borrow_count:
+            return False
+        transition = close_step(self.stage, CloseEvent.ZERO, 0, False, False)
+        self.stage = transition.stage
+        if transition.duty is Duty.CLAIM:
+            self.claimer = me
+            return True
+        return False
+
+    def release(self, fd: FD) -> None:
+        """A borrow ended after the freeze (its tombstone is written): the
+        release that leaves no borrow claims and runs the close.
+
+        (Signals rule) Idempotent, and resumable by the claimer: called again
+        after an interrupt struck anywhere in it, it finishes the close that
+        thread claimed, without calling close_func a second time.
+        """
+        lock = fd._guard()
+        if lock._is_owned():
+            # Re-entered inside one of this FD's locked steps on this thread (a
+            # finalizer or signal handler): that step decides once it is out.
+            self.deferred = True
+            return
+        me = _get_ident()
+        with lock:
+            self._zero(fd, me)
+        if self.claimer == me:
+            self.run(fd)
+
+    def settle(self, fd: FD) -> None:
+        """Decide for a release deferred while this thread held the lock."""
+        if self.deferred:
+            self.deferred = False
+            self.release(fd)
+
+    def run(self, fd: FD) -> None:
+        """The claimer's part: DECIDE, call close_func (or hand the number
+        over), FINISH, wake every waiter. Only the claimer calls this.
+
+        (Signals rule) Resumable: each step is marked before it is taken (how
+        before close_func, the stage before the registry, woken before each
+        waker), so a run cut short is finished by running it again, and no
+        step happens twice.
+        """
+        if self.how is None and self.detach:
+            with fd._guard():  # decided with the owner's GIVE_UP, see close_step
+                if self.how is None and self._decide() is Duty.HAND_OVER:
+                    self.how = "detached"
+                    self.handed_over = True
+                    self._finish(fd)
+        if self.how is None:  # Duty.CALL_CLOSE_FUNC
+            self.how = "closed"  # before the call: close_func runs at most once
+            try:
+                fd._close_func(fd._rawfd)
+            except BaseException as exc:
+                self.error = exc
+                self.how = "close_failed"
+        if self.stage is Stage.RUNNING:
+            with fd._guard():
+                self._finish(fd)
+        wakers = self.wakers  # no appends after FINISHED
+        while self.woken < len(wakers):
+            wake = wakers[self.woken]
+            self.woken += 1  # before the call: each waker is called at most once
+            wake()
+        self._report_unreceived(fd)
+
+    def _decide(self) -> Duty:
+        return close_step(
+            self.stage, CloseEvent.DECIDE, 0, False, self.detach and self.owner_waker is not None
+        ).duty
+
+    def _finish(self, fd: FD) -> None:
+        """FINISH: the FD is CLOSED. Needs the lock. The registry comes last: an
+        interrupt in it leaves the FD CLOSED and its waiters to wake, at worst
+        one release uncounted, never one counted twice."""
+        self.stage = close_step(self.stage, CloseEvent.FINISH, 0, False, False).stage
+        if fd._registry is not None:
+            how: Release = "finalized" if self.finalizer else self.how or "closed"
+            fd._registry._record_release(id(fd), how)
+
+    def _report_unreceived(self, fd: FD) -> None:
+        """close_func's error when nobody is left to receive it (the owner timed
+        out or was interrupted, or the finalizer began the close)."""
+        error = self.error
+        if error is None or self.owner_waker is not None:
+            return
+        if not isinstance(error, Exception):
+            raise error
+        who = "in the finalizer" if self.finalizer else "after close() stopped waiting"
+        warnings.warn(
+            f"rcfd: close_func raised {error!r} {who}; {fd!r} is closed",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    # -- the waiting closers ------------------------------------------------------
+
+    def give_up(self, fd: FD, waker: Callable[[], None], timed_out: bool) -> Duty:
+        """GIVE_UP: a waiting closer's wait ended early (a deadline, an interrupt,
+        a cancellation). KEEP_WAITING if close_func runs or ran and this was a
+        deadline (it bounds only the borrows); otherwise LEAVE, decided and
+        done in one locked step: the caller leaves and the close goes on
+        without it. The one way out for the waiters of close, aclose, detach."""
+        with fd._guard():
+            duty = close_step(self.stage, CloseEvent.GIVE_UP, fd.borrow_count, timed_out, False)
+            handed = duty.duty is Duty.LEAVE and self._unregister(waker)
+        if handed:
+            fd._close_func(fd._rawfd)
+        self.settle(fd)
+        return duty.duty
+
+    def leave(self, fd: FD, waker: Callable[[], None]) -> None:
+        """The caller that waited on `waker` leaves by an exception: unregister
+        it and close a number a detach already handed to it. Idempotent."""
+        with fd._guard():
+            handed = self._unregister(waker)
+        if handed:
+            fd._close_func(fd._rawfd)
+
+    def _unregister(self, waker: Callable[[], None]) -> bool:
+        """Forget `waker` (before FINISHED; after it, its call is harmless) and,
+        if it is the owner's, the owner. Needs the lock. True if the owner of a
+        detach leaves with the number already handed over: it must close it."""
+        if self.stage is not Stage.FINISHED:
+            with contextlib.suppress(ValueError):
+                self.wakers.remove(waker)
+        if self.owner_waker is not waker:
+            return False
+        self.owner_waker = None  # close_func's error is now nobody's: warned
+        handed, self.handed_over = self.handed_over, False
+        return handed
+
+    def outcome(self, fd: FD, call: str, waker: Callable[[], None]) -> int:
+        """What a finished close gives the caller that waited on `waker`: the
+        owner gets close_func's error, the number (detach) or -1; a waiter
+        ClosedFDError, as the second close of a closed FD. The caller leaves
+        (leave) if anything else escapes, so a handed-over number is closed."""
+        if self.owner_waker is not waker:
+            raise fd._error(Outcome.REFUSE_CLOSED, call)
+        if self.error is not None:
+            raise self.error
+        # handed_over stays set (written before the wake-up that let us read
+        # it): if an interrupt comes before the number reaches our caller, the
+        # leave() it leads to still finds it, and closes it.
+        return fd._rawfd if self.handed_over else -1
+
+    def waiting_closers(self) -> int:
+        """How many closers (the owner included) wait for this close to finish."""
+        return len(self.wakers) - self.woken
+
+    # -- fork --------------------------------------------------------------------
+
+    def after_fork(self, fd: FD, me: int) -> bool:
+        """In a forked child, for a close that had frozen the holders: drop the
+        borrows of every thread but `me` (by tombstones: the holders are
+        frozen), and forget the owner (its thread is gone: a detach becomes a
+        close, close_func's error is warned). True if the close is left for
+        finish_after_fork, once every FD has a usable lock."""
+        running = Counter(fd._holders)
+        running.subtract(self.released)
+        for tid, count in running.items():
+            if tid != me and count > 0:
+                self.released += [tid] * count
+        if self.stage is Stage.FINISHED:
+            return False
+        self.owner_waker = None
+        self.wakers.clear()  # their threads are gone
+        return True
+
+    def finish_after_fork(self, fd: FD, me: int) -> None:
+        """Finish a close inherited unfinished. If `me` (the forking thread)
+        still borrows, its release will. Otherwise this thread claims it: a
+        close_func already called by a vanished thread is not called again
+        (how is set before the call), so a number is never closed twice."""
+        if fd.borrow_count:
+            return
+        self.stage, self.claimer = Stage.RUNNING, me
+        self.run(fd)
