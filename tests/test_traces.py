@@ -85,3 +85,28 @@ def test_traces_cover_every_row_guarantee_and_tag() -> None:
         f"{len(covered)}/{len(table)} table rows covered, {len(unreachable)} unreachable "
         f"({', '.join(sorted(unreachable))}), guarantees 1-10 shown"
     )
+
+
+def test_traces_md_documents_the_whole_vocabulary() -> None:
+    """Every call and argument, result, `after` field and tag the traces use
+    is in specs/traces.md's tables, so a porter meets no undocumented word."""
+    import dataclasses
+
+    from model import vocabulary
+
+    text = (TRACES.parent / "traces.md").read_text()
+    cells = {cell.strip() for line in text.splitlines() for cell in line.split("|")}
+    words = {w for cell in cells for w in cell.replace("/", " ").split()}
+    missing = [f"call `{c}`" for c in vocabulary.CALL_ARGS if f"`{c}`" not in cells]
+    missing += [
+        f"{c}({a})"
+        for c, args in vocabulary.CALL_ARGS.items()
+        for a in args
+        if a and f"`{a}`" not in words
+    ]
+    results = [v for k, v in vars(vocabulary).items() if k.startswith(("OK", "ERR_"))]
+    missing += [f"result `{r}`" for r in results if f"`{r}`" not in cells]
+    fields = [f.name for f in dataclasses.fields(vocabulary.Observation)]
+    missing += [f"after `{f}`" for f in fields if f"`{f}`" not in cells]
+    missing += [f"tag `{t}`" for t in TAGS if f"`{t}`" not in cells]
+    assert not missing, f"specs/traces.md does not document: {missing}"
