@@ -24,6 +24,8 @@ from rcfd._lifecycle import State
 from rcfd._registry import FDStats, LifetimeRegistry
 from rcfd._tracking import track_lifetimes
 
+__version__ = "0.1.0"  # the version in pyproject.toml (tests/test_packaging.py checks)
+
 __all__ = [
     "FD",
     "Borrow",
