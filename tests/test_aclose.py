@@ -104,7 +104,7 @@ def test_no_thread_is_parked_per_close_and_the_loop_stays_free() -> None:
             holding.set()
             assert release.wait(WAIT)
 
-    holder = threading.Thread(target=hold_all)
+    holder = threading.Thread(target=hold_all, daemon=True)
     holder.start()
     assert holding.wait(WAIT)
 

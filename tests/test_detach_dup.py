@@ -54,7 +54,7 @@ class Run:
         self.result: object = None
         self.error: BaseException | None = None
         self._fn = fn
-        self.thread = threading.Thread(target=self._run)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
@@ -179,7 +179,7 @@ def test_interrupted_detach_becomes_a_close_not_an_orphan() -> None:
 
     previous = signal.signal(signal.SIGUSR1, handler)
     try:
-        sender = threading.Thread(target=interrupt)
+        sender = threading.Thread(target=interrupt, daemon=True)
         sender.start()
         with pytest.raises(Interrupted):
             fd.detach()

@@ -153,7 +153,7 @@ def test_on_closing_runs_once_for_concurrent_closers() -> None:
 
     fd, rec = eventfd(on_closing=on_closing)
     held = HeldBorrow(fd)
-    closers = [threading.Thread(target=_close_quietly, args=(fd,)) for _ in range(4)]
+    closers = [threading.Thread(target=_close_quietly, args=(fd,), daemon=True) for _ in range(4)]
     for t in closers:
         t.start()
     assert release.wait(WAIT)

@@ -88,7 +88,7 @@ pytestmark = pytest.mark.fd_leaks
 def test_leaks_in_a_thread():
     t = threading.Thread(target=lambda: kept.append(rcfd.FD(os.eventfd(0))))
     t.start()
-    t.join()
+    t.join(10)
 
 @pytest.mark.fd_leaks(False)
 def test_opted_out():

@@ -83,7 +83,7 @@ def test_bpf_map_lookups_and_updates_race_a_close() -> None:
             except BaseException as exc:
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(THREADS)]
         for t in threads:
             t.start()
         started.wait(WAIT)

@@ -68,7 +68,7 @@ class LockHolder:
         self.lock = lock
         self.held = threading.Event()
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run)
+        self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         assert self.held.wait(WAIT)
 

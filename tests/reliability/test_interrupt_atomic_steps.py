@@ -137,7 +137,7 @@ def test_borrow_refused_while_a_close_freezes_reports_the_closing_state() -> Non
     # after the close has written it: never "OPEN", never a wrong error.
     fd, closer = open_fd()
     held = HeldBorrow(fd)
-    closing = threading.Thread(target=fd.close)
+    closing = threading.Thread(target=fd.close, daemon=True)
     closing.start()
     try:
         wait_until(lambda: fd.state is rcfd.State.CLOSING, "close() to begin")

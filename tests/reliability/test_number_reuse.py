@@ -54,8 +54,8 @@ class Attack:
         close_took_effect: Callable[[], bool],
     ) -> bool:
         """True if A saw a different object (or none) at its number: the hazard."""
-        a = threading.Thread(target=use, args=(self.fn,))
-        b = threading.Thread(target=self._close, args=(close,))
+        a = threading.Thread(target=use, args=(self.fn,), daemon=True)
+        b = threading.Thread(target=self._close, args=(close,), daemon=True)
         a.start()
         assert self.in_use.wait(WAIT)
         b.start()
@@ -243,9 +243,9 @@ def test_fd_stress_no_borrow_sees_a_reused_number() -> None:
     old_interval = sys.getswitchinterval()
     sys.setswitchinterval(2e-4)  # switch threads often: more interleavings per round
     try:
-        threads = [threading.Thread(target=stress.borrower) for _ in range(BORROWERS)]
-        threads.append(threading.Thread(target=stress.reopener))
-        threads.append(threading.Thread(target=stress.closer, args=(ROUNDS,)))
+        threads = [threading.Thread(target=stress.borrower, daemon=True) for _ in range(BORROWERS)]
+        threads.append(threading.Thread(target=stress.reopener, daemon=True))
+        threads.append(threading.Thread(target=stress.closer, args=(ROUNDS,), daemon=True))
         for t in threads:
             t.start()
         for t in threads:

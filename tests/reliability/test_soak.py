@@ -70,7 +70,7 @@ def _run(shared: rcfd.FD, registry: rcfd.LifetimeRegistry, borrows: int, cycles:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(THREADS)]
     for t in threads:
         t.start()
     for t in threads:
