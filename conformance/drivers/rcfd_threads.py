@@ -432,16 +432,10 @@ class RcfdThreads:
 def _closers_waiting(fd: rcfd.FD) -> int:
     """The closers registered to be woken when `fd` reaches CLOSED: the
     observable for blocked closers (specs/traces.md, `after`). rcfd keeps
-    them on its close record, a private object whose shape has changed: a
-    `waiting_closers()` count (rcfd/_closing.py), or a `wakers` list emptied
-    at CLOSED (before it)."""
-    closing: object = fd._closer
-    if closing is None:
-        return 0
-    count = getattr(closing, "waiting_closers", None)
-    if callable(count):
-        return int(count())
-    return len(getattr(closing, "wakers", ()))
+    them on its close record (rcfd/_closing.py), private: this driver is a
+    test hook, as a port's driver is."""
+    closing = fd._closer
+    return 0 if closing is None else closing.waiting_closers()
 
 
 def _holder(fd: rcfd.FD) -> Generator[int, None, None]:
