@@ -53,6 +53,15 @@ if TYPE_CHECKING:
 
 _get_ident = threading.get_ident
 
+# The two transitions every close takes have no inputs but their stage: they
+# are read from close_step once, here, and applied as constants on the close
+# path (tests/test_hot_path.py keeps them equal to close_step).
+CLAIM = close_step(Stage.DRAINING, CloseEvent.ZERO, 0, False, False)  # -> RUNNING, CLAIM
+FINISH = close_step(Stage.RUNNING, CloseEvent.FINISH, 0, False, False)  # -> FINISHED, WAKE
+
+
+_NO_OWNER_BORROW = array("L")  # stands for `mine` when the owner takes no borrow
+
 
 class Closing:
     """One close of one FD; see the module docstring for the invariants."""
@@ -103,7 +112,8 @@ class Closing:
         me = _get_ident()
         # (Signals rule) All the close needs is made before its first effect.
         new = cls(event is Event.DETACH, waker)
-        mine = array("L", (me,))  # the owner's borrow, if it runs on_closing
+        on_closing = fd._on_closing
+        mine = _NO_OWNER_BORROW if on_closing is None else array("L", (me,))
         lock = fd._guard()
         if lock._is_owned():
             # A finalizer or signal handler ran inside this FD's own locked
@@ -113,18 +123,20 @@ class Closing:
         try:
             try:
                 with lock:
-                    if fd._step(event, call).outcome is Outcome.WAIT:
+                    if fd._step(event, call) is Outcome.WAIT:
                         current = fd._closer
                         assert current is not None
                         current.wakers.append(waker)
                         joined = current
                     else:  # BEGIN_CLOSE
-                        if fd._on_closing is not None:
+                        if on_closing is not None:
                             holders = fd._holders
                             holders += mine  # the owner's borrow, and (no call between)
                             new.owner_borrowed = True  # its record
                         new._freeze(fd)
-                on_closing = fd._on_closing
+                        # No on_closing: no borrow of the owner's (its release
+                        # would be only this check), so it may claim at once.
+                        new._zero(fd, me)
                 if new.owner_borrowed and on_closing is not None:
                     on_closing(fd._rawfd)  # under the owner's borrow: the number is valid
             except BaseException:
@@ -153,14 +165,16 @@ class Closing:
                             raise
                     # -- end release --
                 elif new.freeze:
-                    # No on_closing, so no borrow was taken for it: releasing
-                    # it would only have been this zero check.
+                    # No owner's borrow: its release is this, the zero check
+                    # (made in the section unless an interrupt came first) and
+                    # the run of a close it claimed.
                     try:
                         new.release(fd)
                     except BaseException:  # (Signals rule) resume once
                         new.release(fd)
                         raise
-            joined.settle(fd)
+            if joined.deferred:
+                joined.settle(fd)
         except BaseException:
             # (Signals rule) An interrupt after the release may come after a
             # detach handed the number to us: we leave, so close it.
@@ -180,7 +194,7 @@ class Closing:
         if lock._is_owned():
             return  # fd.__del__() called by hand inside the FD's own locked step
         with lock:
-            if fd._step(Event.FINALIZE, "finalizer").outcome is Outcome.IGNORE:
+            if fd._step(Event.FINALIZE, "finalizer") is Outcome.IGNORE:
                 return  # closed meanwhile (a finalizer called by hand races a close)
             new._freeze(fd)
             claimed = new._zero(fd, me)
@@ -190,7 +204,8 @@ class Closing:
             except BaseException:  # (Signals rule) resume once after an interrupt
                 new.run(fd)
                 raise
-        new.settle(fd)
+        if new.deferred:
+            new.settle(fd)
 
     def _freeze(self, fd: FD) -> None:
         """Attach this close and freeze the holders: from here on every borrow
@@ -207,15 +222,13 @@ class Closing:
     # -- the close itself -------------------------------------------------------
 
     def _zero(self, fd: FD, me: int) -> bool:
-        """ZERO if no borrow runs: True if this caller claimed. Needs the lock."""
-        if fd.borrow_count:
-            return False
-        transition = close_step(self.stage, CloseEvent.ZERO, 0, False, False)
-        self.stage = transition.stage
-        if transition.duty is Duty.CLAIM:
-            self.claimer = me
-            return True
-        return False
+        """ZERO if no borrow runs: the first caller to find zero in DRAINING
+        claims (CLAIM); True if that is this one. Needs the lock."""
+        if self.stage is not Stage.DRAINING or fd.borrow_count:
+            return False  # claimed already (close_step: NOTHING), or not zero
+        self.stage = CLAIM.stage
+        self.claimer = me
+        return True
 
     def release(self, fd: FD) -> None:
         """A borrow ended after the freeze (its tombstone is written): the
@@ -225,23 +238,25 @@ class Closing:
         after an interrupt struck anywhere in it, it finishes the close that
         thread claimed, without calling close_func a second time.
         """
-        lock = fd._guard()
-        if lock._is_owned():
-            # Re-entered inside one of this FD's locked steps on this thread (a
-            # finalizer or signal handler): that step decides once it is out.
-            self.deferred = True
-            return
         me = _get_ident()
-        with lock:
-            self._zero(fd, me)
-        if self.claimer == me:
-            self.run(fd)
+        if self.claimer != me:  # (only this thread can make it me)
+            lock = fd._guard()
+            if lock._is_owned():
+                # Re-entered inside one of this FD's locked steps on this thread (a
+                # finalizer or signal handler): that step decides once it is out.
+                self.deferred = True
+                return
+            with lock:
+                self._zero(fd, me)
+            if self.claimer != me:
+                return
+        self.run(fd)
 
     def settle(self, fd: FD) -> None:
-        """Decide for a release deferred while this thread held the lock."""
-        if self.deferred:
-            self.deferred = False
-            self.release(fd)
+        """Decide for a release deferred while this thread held the lock (call
+        it after leaving a locked step, where `deferred` is set)."""
+        self.deferred = False
+        self.release(fd)
 
     def run(self, fd: FD) -> None:
         """The claimer's part: DECIDE, call close_func (or hand the number
@@ -266,14 +281,15 @@ class Closing:
                 self.error = exc
                 self.how = "close_failed"
         if self.stage is Stage.RUNNING:
-            with fd._guard():
+            with fd._lock or fd._guard():  # (none only in a forked child)
                 self._finish(fd)
         wakers = self.wakers  # no appends after FINISHED
         while self.woken < len(wakers):
             wake = wakers[self.woken]
             self.woken += 1  # before the call: each waker is called at most once
             wake()
-        self._report_unreceived(fd)
+        if self.error is not None:
+            self._report_unreceived(fd)
 
     def _decide(self) -> Duty:
         return close_step(
@@ -284,7 +300,7 @@ class Closing:
         """FINISH: the FD is CLOSED. Needs the lock. The registry comes last: an
         interrupt in it leaves the FD CLOSED and its waiters to wake, at worst
         one release uncounted, never one counted twice."""
-        self.stage = close_step(self.stage, CloseEvent.FINISH, 0, False, False).stage
+        self.stage = FINISH.stage
         if fd._registry is not None:
             how: Release = "finalized" if self.finalizer else self.how or "closed"
             fd._registry._record_release(id(fd), how)
@@ -294,7 +310,7 @@ class Closing:
         out or was interrupted, or the finalizer began the close)."""
         error = self.error
         if error is None or self.owner_waker is not None:
-            return
+            return  # nothing to report, or the owner receives it
         if not isinstance(error, Exception):
             raise error
         who = "in the finalizer" if self.finalizer else "after close() stopped waiting"
@@ -317,7 +333,8 @@ class Closing:
             handed = duty.duty is Duty.LEAVE and self._unregister(waker)
         if handed:
             fd._close_func(fd._rawfd)
-        self.settle(fd)
+        if self.deferred:
+            self.settle(fd)
         return duty.duty
 
     def leave(self, fd: FD, waker: Callable[[], None]) -> None:

@@ -33,6 +33,7 @@ shared helper would add a check point before its first line.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import sys
@@ -54,7 +55,7 @@ from rcfd._errors import (
     MultipleInitError,
     UninitializedFDError,
 )
-from rcfd._lifecycle import REFUSALS, Duty, Event, Outcome, Stage, State, Transition, step
+from rcfd._lifecycle import REFUSALS, TABLE, Duty, Event, Outcome, Stage, State
 from rcfd._registry import LifetimeRegistry, current_registry
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ if not getattr(sys, "_is_gil_enabled", lambda: True)():
     )
 
 _get_ident = threading.get_ident
+_RLock = _thread.RLock
 
 # The holders of every UNINIT FD: empty and frozen for good, so that a borrow
 # of an FD that init() has not opened fails in its one insert.
@@ -84,6 +86,10 @@ _NO_BORROWS_FREEZE = memoryview(_NO_BORROWS)
 # allocates under it, and a finalizer the collector runs there may init or
 # close another FD. A forked child gets a fresh one (_after_fork_in_child).
 _SHARED_LOCK = threading.RLock()
+
+# FD(rawfd) inits an FD no other thread can see yet: UNINIT, no borrow, where
+# step() says (OPEN, OK); read here once (tests/test_hot_path.py checks it).
+INIT_FRESH = TABLE[(State.UNINIT, Event.INIT, False, False, True)]
 
 # Test seam. The verification harnesses (tests/interleavings, mutants/) log
 # every step of an FD by replacing these two with subclasses: the holders
@@ -179,7 +185,7 @@ class FD:
         if registry is not None:
             self._track(registry)
         if rawfd is not None:
-            self._init(rawfd, close_func, on_closing)
+            self._init(rawfd, close_func, on_closing, fresh=True)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -289,8 +295,10 @@ class FD:
         CloseInsideCloseFuncError from inside its close_func (at once,
         changing nothing); TypeError or ValueError for a bad timeout.
         """
-        check_timeout("close", timeout)
-        self._close(Event.CLOSE, "close", deadline(timeout))
+        if timeout is not None:
+            check_timeout("close", timeout)
+            timeout = deadline(timeout)
+        self._close(Event.CLOSE, "close", timeout)
 
     def detach(self) -> int:
         """Like close(), but hand the raw number back instead of closing it;
@@ -319,7 +327,7 @@ class FD:
             with contextlib.suppress(RuntimeError):  # the loop closed
                 loop.call_soon_threadsafe(_resolve, done)
 
-        closing = self._begin(Event.CLOSE, "aclose", wake)
+        closing = CloseRecord.begin(self, Event.CLOSE, "aclose", wake)
         try:
             await asyncio.wait_for(asyncio.shield(done), timeout)
         except BaseException as exc:
@@ -428,7 +436,7 @@ class FD:
         """This FD's lock, made at its first use (a close)."""
         lock = self._lock
         if lock is None:
-            new = cast(_FDLock, threading.RLock())
+            new = cast(_FDLock, _RLock())
             with _SHARED_LOCK:  # two threads that both found None agree on one lock
                 if self._lock is None:
                     self._lock = new
@@ -441,9 +449,11 @@ class FD:
         mine = self._holders.count(tid)
         return mine if closing is None else mine - closing.released.count(tid)
 
-    def _step(self, event: Event, call: str) -> Transition:
-        """step() for the calling thread; raises if it refuses. Needs the lock
-        (the shared one for INIT and TRACK, which only an UNINIT FD accepts)."""
+    def _step(self, event: Event, call: str) -> Outcome:
+        """step() for the calling thread, read from its TABLE; raises if it
+        refuses, else returns the outcome. Needs the lock (the shared one for
+        INIT and TRACK, which only an UNINIT FD accepts). The state and count
+        step() gives are not stored: the FD derives both."""
         me = _get_ident()
         closing = self._closer
         # The claimer runs close_func while RUNNING: a call it makes on this
@@ -451,19 +461,24 @@ class FD:
         in_close_func = (
             closing is not None and closing.stage is Stage.RUNNING and closing.claimer == me
         )
-        transition = step(self.state, self.borrow_count, self._borrows_of(me), event, in_close_func)
-        if transition.outcome in REFUSALS:
-            raise self._error(transition.outcome, call)
-        return transition
+        key = (self.state, event, self._borrows_of(me) > 0, in_close_func, not self.borrow_count)
+        outcome = TABLE[key][1]
+        if outcome in REFUSALS:
+            raise self._error(outcome, call)
+        return outcome
 
     def _init(
         self,
         rawfd: int,
         close_func: Callable[[int], object],
         on_closing: Callable[[int], object] | None,
+        fresh: bool = False,
     ) -> None:
-        """INIT, arguments already checked. Needs _SHARED_LOCK (or an unshared FD)."""
-        self._step(Event.INIT, "init")
+        """INIT, arguments already checked. Needs _SHARED_LOCK (or an unshared
+        FD). A `fresh` FD (the constructor's) is UNINIT with no borrow, where
+        step() is INIT_FRESH, read once at import."""
+        if not fresh:
+            self._step(Event.INIT, "init")
         holders = Holders()  # made before any effect: no call between them
         registry = self._registry
         if registry is None:
@@ -525,20 +540,17 @@ class FD:
                 raise
         # -- end release --
 
-    def _begin(self, event: Event, call: str, waker: Callable[[], None]) -> Closing:
-        return CloseRecord.begin(self, event, call, waker)
-
     def _close(self, event: Event, call: str, timeout: float | None) -> int:
         """close() and detach(): begin (or join) the close and wait for it."""
         waiter = threading.Lock()
         waiter.acquire()
         wake = waiter.release  # one object: the close tells its owner by identity
         try:
-            self._begin(event, call, wake)  # from here on the close is self._closer
+            CloseRecord.begin(self, event, call, wake)  # from here on the close is self._closer
             if not waiter.acquire(timeout=-1 if timeout is None else timeout):
                 raise TimeoutError(_timed_out(self, call, timeout))
         except BaseException as exc:
-            # Also an interrupt as _begin returned: the close must not hand a
+            # Also an interrupt as begin returned: the close must not hand a
             # detached number to a caller that is gone.
             closing = self._closer
             timed_out = isinstance(exc, TimeoutError)

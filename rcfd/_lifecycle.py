@@ -22,11 +22,14 @@ once and never under a borrow.
 from __future__ import annotations
 
 import enum
+import itertools
 from typing import NamedTuple
 
 
 class State(enum.Enum):
     """Where an FD is in its life. Each state is entered once, in this order."""
+
+    __hash__ = object.__hash__  # members are singletons: identity is equality
 
     UNINIT = "uninit"  # no descriptor yet; init() is the only way forward
     OPEN = "open"  # the descriptor is valid; borrows may start
@@ -36,6 +39,8 @@ class State(enum.Enum):
 
 class Event(enum.Enum):
     """What a caller asks of the FD (one per public call, plus internal steps)."""
+
+    __hash__ = object.__hash__  # members are singletons: identity is equality
 
     INIT = "init"  # init(rawfd, close_func)
     TRACK = "track"  # track_lifetime(registry)
@@ -49,6 +54,8 @@ class Event(enum.Enum):
 
 class Outcome(enum.Enum):
     """What the caller must do after `step`. REFUSE_* outcomes change nothing."""
+
+    __hash__ = object.__hash__  # members are singletons: identity is equality
 
     OK = "ok"  # done; nothing more to do
     BEGIN_CLOSE = "begin_close"  # this caller began the close and holds its borrow
@@ -79,6 +86,7 @@ class Transition(NamedTuple):
     state: State
     borrows: int
     outcome: Outcome
+
 
 
 def step(
@@ -167,12 +175,45 @@ def step(
     return Transition(state, borrows, Outcome.IGNORE)
 
 
+# -- step() as data, for the FD ------------------------------------------------
+
+Key = tuple[State, Event, bool, bool, bool]
+"""(state, event, the caller holds a borrow, the caller runs close_func, no
+borrow runs): everything step() reads for the events the FD applies under its
+lock (INIT, TRACK, CLOSE, DETACH, FINALIZE); RELEASE and BORROW it applies
+inline (rcfd._fd, tests/test_hot_path.py)."""
+
+
+def _table() -> dict[Key, tuple[State, Outcome]]:
+    """step() on every input the FD can present for those events, read once at
+    import: a dict lookup on each close instead of a call (a step() call costs
+    about as much as the rest of a close). `borrows` is left out of the value:
+    the FD derives its count from its holders (a port with a counter stores it)."""
+    table = {}
+    for state in State:
+        for event in (Event.INIT, Event.TRACK, Event.CLOSE, Event.DETACH, Event.FINALIZE):
+            for holds, in_close_func, none in itertools.product((False, True), repeat=3):
+                borrows = 0 if none else 2
+                if (none and holds) or (borrows and state in (State.UNINIT, State.CLOSED)):
+                    continue
+                if in_close_func and (state is not State.CLOSING or borrows):
+                    continue
+                t = step(state, borrows, 1 if holds else 0, event, in_close_func)
+                table[(state, event, holds, in_close_func, none)] = (t.state, t.outcome)
+    return table
+
+
+TABLE = _table()
+
+
 # -- CLOSING, one close from the freeze to the last waiter woken ------------
 
 
 class Stage(enum.Enum):
     """Where one close is. The FD is CLOSING in DRAINING and RUNNING, CLOSED
     in FINISHED. Each stage is entered once, in this order."""
+
+    __hash__ = object.__hash__  # members are singletons: identity is equality
 
     DRAINING = "draining"  # borrows refused; the running ones drain to zero
     RUNNING = "running"  # a caller found zero and claimed: it calls close_func (or hands over)
@@ -182,6 +223,8 @@ class Stage(enum.Enum):
 class CloseEvent(enum.Enum):
     """What happens to one close."""
 
+    __hash__ = object.__hash__  # members are singletons: identity is equality
+
     ZERO = "zero"  # a release (or the closer, or the finalizer) found no borrow running
     DECIDE = "decide"  # the claimer chooses: call close_func, or hand the number over
     FINISH = "finish"  # close_func returned or raised, or the number was handed over
@@ -190,6 +233,8 @@ class CloseEvent(enum.Enum):
 
 class Duty(enum.Enum):
     """What the caller of `close_step` must do next."""
+
+    __hash__ = object.__hash__  # members are singletons: identity is equality
 
     CLAIM = "claim"  # this caller, and only it, runs the close (DECIDE, then FINISH)
     NOTHING = "nothing"  # someone else has it in hand

@@ -462,6 +462,18 @@ def test_do_refuses_a_coroutine_and_releases_the_borrow() -> None:
 # -- the collector inside one of the FD's own locked steps ---------------------
 
 
+def collect_inside_the_locked_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the collector where CPython may run it: at a check point inside the
+    FD's locked step (here, as the step counts the caller's borrows)."""
+    real = rcfd.FD._borrows_of
+
+    def collecting(fd: rcfd.FD, tid: int) -> int:
+        gc.collect()
+        return real(fd, tid)
+
+    monkeypatch.setattr(rcfd.FD, "_borrows_of", collecting)
+
+
 def _borrowed_by_garbage(fd: rcfd.FD, stay: threading.Event) -> None:
     """A generator suspended inside `with fd.borrow()`, left in a cycle: only
     the collector will release that borrow, at whatever point it runs. It is
@@ -498,8 +510,6 @@ def test_a_collection_inside_a_locked_step_releasing_a_borrow_does_not_deadlock(
     collection then runs inside another call's locked step of the same FD, on
     the same thread (CPython runs it at any check point). The release must
     not wait for that lock (a deadlock), and the close must still happen."""
-    from rcfd._lifecycle import step as real_step
-
     fd, closer = open_fd()
     stay = threading.Event()
     gc.disable()
@@ -507,11 +517,7 @@ def test_a_collection_inside_a_locked_step_releasing_a_borrow_does_not_deadlock(
         _borrowed_by_garbage(fd, stay)
         with pytest.raises(TimeoutError):
             fd.close(timeout=0)
-        def collecting_step(*args: Any) -> Any:
-            gc.collect()  # what the collector may do at any check point here
-            return real_step(*args)
-
-        monkeypatch.setattr("rcfd._fd.step", collecting_step)
+        collect_inside_the_locked_step(monkeypatch)
         if second == "close":
             call: Callable[[], object] = fd.close
         else:
@@ -533,8 +539,6 @@ def test_a_close_from_a_finalizer_inside_a_locked_step_is_refused(
     """A finalizer (here: a garbage generator's `finally`) that closes the FD
     while this thread is inside one of the FD's own locked steps: refused at
     once (it would wait for that step), and the close in progress finishes."""
-    from rcfd._lifecycle import step as real_step
-
     fd, closer = open_fd()
     refused: list[BaseException] = []
 
@@ -557,11 +561,7 @@ def test_a_close_from_a_finalizer_inside_a_locked_step_is_refused(
         box = Box()
         box.gen, box.me = gen, box  # type: ignore[attr-defined]
         del gen, box
-        def collecting_step(*args: Any) -> Any:
-            gc.collect()
-            return real_step(*args)
-
-        monkeypatch.setattr("rcfd._fd.step", collecting_step)
+        collect_inside_the_locked_step(monkeypatch)
         _, outcome = in_thread(fd.close)
         assert outcome.done.wait(WAIT), "deadlock"
     finally:
