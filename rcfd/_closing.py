@@ -45,6 +45,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rcfd import _nogil
 from rcfd._lifecycle import CloseEvent, Duty, Event, Outcome, Stage, close_step
 from rcfd._registry import Release
 
@@ -146,7 +147,18 @@ class Closing:
                 joined.leave(fd, waker)
                 raise
             finally:
-                if new.owner_borrowed:
+                if new.owner_borrowed and _nogil.ENABLED:
+                    holders = fd._holders
+                    tid = me
+                    # -- release (no-GIL copy "owner"; specs/rcfd.md, "Signals") --
+                    released: list[None] = []
+                    try:
+                        _nogil.give_back(fd, holders, tid, released)
+                    except BaseException:
+                        _nogil.give_back_again(fd, holders, tid, released)
+                        raise
+                    # -- end release --
+                elif new.owner_borrowed:
                     # The owner's borrow, released like any borrow (inline: a
                     # call would add a check point before it).
                     holders = fd._holders

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from types import CoroutineType, TracebackType
 from typing import TYPE_CHECKING, Protocol, TypeVar, cast
 
-from rcfd import _fork
+from rcfd import _fork, _nogil
 from rcfd._checks import check_callable, check_init, check_registry, check_timeout, deadline
 from rcfd._closing import Closing
 from rcfd._errors import (
@@ -63,15 +63,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# A borrow's insert, a release's remove, a tombstone's += and the freeze are
-# each one atomic step only because the GIL runs one C call at a time. Without
-# it (a free-threaded build run with PYTHON_GIL=0) two of them could interleave
-# inside the array, and nothing here would be safe (specs/rcfd.md, "The GIL").
-if not getattr(sys, "_is_gil_enabled", lambda: True)():
-    raise ImportError(
-        "rcfd needs the GIL: this free-threaded interpreter runs without it; "
-        "run it with PYTHON_GIL=1 (or -X gil=1)"
-    )
+# A borrow's insert, a release's remove and a tombstone's += are each one
+# atomic step only because the GIL runs one C call at a time. Without it (a
+# free-threaded build run without the GIL, or RCFD_NOGIL=1) the import picks
+# rcfd._nogil's do() and Borrow methods instead, which take the FD's lock for
+# them (specs/cpython.md, "The GIL").
 
 _get_ident = threading.get_ident
 _RLock = _thread.RLock
@@ -212,64 +208,62 @@ class FD:
         with _SHARED_LOCK:
             self._track(registry)
 
-    def do(self, fn: Callable[[int], T], /) -> T:
-        """Call fn(rawfd) under a borrow and return what it returns.
+    if _nogil.ENABLED:
+        do = _nogil.do
+    else:
 
-        The number stays valid until fn returns, however it returns. Raises
-        ClosedFDError at once, without calling fn, once a close began
-        (UninitializedFDError before init); fn's own exceptions propagate.
-        fn must not return a coroutine (TypeError): it would run after the
-        borrow ended.
-        """
-        tid = _get_ident()
-        holders = self._holders
-        try:
-            # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); every other state
-            # refuses, and has frozen the holders: this insert is the whole
-            # check-and-count, one atomic step. At the front, so that the
-            # release's remove() meets its own entry first, not the entries
-            # of threads that the GIL preempted inside their borrows.
-            holders.insert(0, tid)
-        except BufferError:
-            check_callable("do", "fn", fn)  # a bad fn is reported first
-            raise self._refused(holders, "do") from None
-        except BaseException:
-            # (Signals rule) An interrupt as insert returned: the borrow is
-            # counted, and this handler is its record. Give it back.
-            self._release(tid)
-            raise
-        try:
-            result = fn(self._rawfd)
-        except TypeError:
-            # fn is checked only if calling it failed: callable() on every
-            # borrow costs more than the check saves. The borrow is released
-            # below, so a bad fn still leaves the FD as it was.
-            check_callable("do", "fn", fn)
-            raise
-        finally:
-            fd = self
-            # -- release (inline copy "do"; specs/rcfd.md, "Signals") --
+        def do(self, fn: Callable[[int], T], /) -> T:
+            """Call fn(rawfd) under a borrow and return what it returns.
+
+            The number stays valid until fn returns, however it returns. Raises
+            ClosedFDError at once, without calling fn, once a close began
+            (UninitializedFDError before init); fn's own exceptions propagate.
+            fn must not return a coroutine (TypeError): it would run after the
+            borrow ended.
+            """
+            tid = _get_ident()
+            holders = self._holders
             try:
-                holders.remove(tid)
+                # step(OPEN, n, c, BORROW) == (OPEN, n + 1, OK); every other state
+                # refuses, and has frozen the holders: this insert is the whole
+                # check-and-count, one atomic step. At the front, so that the
+                # release's remove() meets its own entry first, not the entries
+                # of threads that the GIL preempted inside their borrows.
+                holders.insert(0, tid)
             except BufferError:
-                closing = fd._closer
-                assert closing is not None
-                closing.released += (tid,)
+                check_callable("do", "fn", fn)  # a bad fn is reported first
+                raise self._refused(holders, "do") from None
+            except BaseException:
+                # (Signals rule) An interrupt as insert returned: the borrow is
+                # counted, and this handler is its record. Give it back.
+                self._release(tid)
+                raise
+            try:
+                result = fn(self._rawfd)
+            except TypeError:
+                # fn is checked only if calling it failed: callable() on every
+                # borrow costs more than the check saves. The borrow is released
+                # below, so a bad fn still leaves the FD as it was.
+                check_callable("do", "fn", fn)
+                raise
+            finally:
+                fd = self
+                # -- release (inline copy "do"; specs/rcfd.md, "Signals") --
                 try:
-                    closing.release(fd)
-                except BaseException:
-                    closing.release(fd)
-                    raise
-            # -- end release --
-        if type(result) is CoroutineType:
-            # `await fd.do(async_fn)` would run async_fn's body after the
-            # borrow ended, on a number that may be closed by then.
-            cast("CoroutineType[object, object, object]", result).close()
-            raise TypeError(
-                "do: fn returned a coroutine, which would run after the borrow "
-                "ended; call a blocking fn (in a thread: asyncio.to_thread(fd.do, fn))"
-            )
-        return result
+                    holders.remove(tid)
+                except BufferError:
+                    closing = fd._closer
+                    assert closing is not None
+                    closing.released += (tid,)
+                    try:
+                        closing.release(fd)
+                    except BaseException:
+                        closing.release(fd)
+                        raise
+                # -- end release --
+            if type(result) is CoroutineType:
+                _nogil.refuse_coroutine(result)
+            return result
 
     def borrow(self) -> Borrow:
         """A context manager for one borrow: `with fd.borrow() as rawfd:` is
@@ -494,6 +488,8 @@ class FD:
         self._rawfd = rawfd
         self._close_func = close_func
         self._on_closing = on_closing
+        if _nogil.ENABLED:
+            self._guard()  # every borrow takes it on this path
         # Last: from here on borrows succeed, and a close (which takes the FD's
         # own lock, not _SHARED_LOCK) sees OPEN; before it, both see UNINIT.
         self._holders = holders
@@ -588,7 +584,9 @@ class FD:
         """In a forked child: forget the lock (a vanished thread may hold it)
         and the borrows of every thread but `me`, settle a close the fork cut.
         True if a close is left to finish once every FD is repaired."""
-        self._lock = None
+        # On the no-GIL path an initialized FD needs its lock for every borrow.
+        fresh = _nogil.ENABLED and self._holders is not _NO_BORROWS
+        self._lock = cast(_FDLock, _RLock()) if fresh else None
         closing = self._closer
         if closing is not None and not closing.freeze:
             self._closer = closing = None  # cut before its freeze: never began
@@ -624,43 +622,49 @@ class Borrow:
         # A copy would release the same borrow twice.
         raise TypeError("cannot copy or pickle 'Borrow' object: it is one borrow")
 
-    def __enter__(self) -> int:
-        fd = self._fd
-        tid = self._tid = _get_ident()
-        holders = fd._holders
-        try:
-            holders.insert(0, tid)  # check-and-count in one step, as in FD.do
-        except BufferError:
-            raise fd._refused(holders, "borrow") from None
-        except BaseException:  # (Signals rule) interrupted as insert returned:
-            fd._release(tid)  # no __exit__ will come
-            raise
-        return fd._rawfd
+    if not _nogil.ENABLED:
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        fd = self._fd
-        tid = self._tid
-        if not tid:
-            return  # the fork hook dropped this borrow: its thread is gone
-        holders = fd._holders
-        # -- release (inline copy "Borrow"; specs/rcfd.md, "Signals") --
-        try:
-            holders.remove(tid)
-        except BufferError:
-            closing = fd._closer
-            assert closing is not None
-            closing.released += (tid,)
+        def __enter__(self) -> int:
+            fd = self._fd
+            tid = self._tid = _get_ident()
+            holders = fd._holders
             try:
-                closing.release(fd)
-            except BaseException:
-                closing.release(fd)
+                holders.insert(0, tid)  # check-and-count in one step, as in FD.do
+            except BufferError:
+                raise fd._refused(holders, "borrow") from None
+            except BaseException:  # (Signals rule) interrupted as insert returned:
+                fd._release(tid)  # no __exit__ will come
                 raise
-        # -- end release --
+            return fd._rawfd
+
+        def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None:
+            fd = self._fd
+            tid = self._tid
+            if not tid:
+                return  # the fork hook dropped this borrow: its thread is gone
+            holders = fd._holders
+            # -- release (inline copy "Borrow"; specs/rcfd.md, "Signals") --
+            try:
+                holders.remove(tid)
+            except BufferError:
+                closing = fd._closer
+                assert closing is not None
+                closing.released += (tid,)
+                try:
+                    closing.release(fd)
+                except BaseException:
+                    closing.release(fd)
+                    raise
+            # -- end release --
+
+    else:
+        __enter__ = _nogil.borrow_enter
+        __exit__ = _nogil.borrow_exit
 
     def _after_fork(self, me: int) -> bool:
         """In a forked child: a borrow entered by a thread that is gone was

@@ -113,16 +113,33 @@ def test_dup_is_an_independent_open_fd() -> None:
     copy.close()
 
 
-@pytest.mark.parametrize("gil", [True, False])
-def test_import_refuses_an_interpreter_running_without_the_gil(gil: bool) -> None:
-    # Free-threaded builds run without the GIL when PYTHON_GIL=0; rcfd's atomic
-    # steps need it (specs/rcfd.md, "The GIL"). Simulated: no such build here.
-    code = f"import sys; sys._is_gil_enabled = lambda: {gil}; import rcfd"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+@pytest.mark.parametrize(
+    "gil, switch, locked",
+    [(True, "", False), (False, "", True), (True, "1", True), (False, "0", True)],
+)
+def test_the_import_picks_the_locked_borrow_without_the_gil(
+    gil: bool, switch: str, locked: bool
+) -> None:
+    """A free-threaded build running without the GIL gets the borrow that takes
+    the FD's lock (rcfd/_nogil.py), and so does RCFD_NOGIL=1 on any build; only
+    a GIL build without the switch gets the lock-free one. No free-threaded
+    interpreter is installed here, so sys._is_gil_enabled is simulated."""
+    code = (
+        f"import sys; sys._is_gil_enabled = lambda: {gil}; import os, rcfd, rcfd._nogil as n; "
+        "fd = rcfd.FD(os.eventfd(0)); fd.do(lambda r: r); "
+        "print(n.ENABLED, rcfd.FD.do is n.do, rcfd.Borrow.__enter__ is n.borrow_enter, "
+        "fd._lock is not None); fd.close()"
     )
-    if gil:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert result.returncode != 0
-        assert "ImportError: rcfd needs the GIL" in result.stderr
+    env = {**os.environ, "RCFD_NOGIL": switch}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    # The path, the methods bound, and an open FD's lock (made at init only
+    # on the locked path) all agree.
+    assert result.stdout.split() == [str(locked)] * 4

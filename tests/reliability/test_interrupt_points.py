@@ -215,7 +215,8 @@ def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]
 
         error = traced(injector, borrow)
         inside.set()  # if the interrupt struck before the borrow began
-        if form == "borrow" and _at_function_entry(injector.fired_at, "__exit__"):
+        exit_name = rcfd.Borrow.__exit__.__name__  # borrow_exit on the no-GIL path
+        if form == "borrow" and _at_function_entry(injector.fired_at, exit_name):
             # The documented limit (specs/rcfd.md, "Signals"): CPython checks
             # for signals as any Python function starts, Borrow.__exit__
             # included, before its first line can release anything. The
