@@ -118,6 +118,62 @@ def table_step(
     return row.next_state, after(row, borrows), row.outcome
 
 
+# -- the CLOSING table ------------------------------------------------------------
+
+
+class CloseRow(NamedTuple):
+    stage: str  # Stage name, e.g. "DRAINING"
+    event: str  # CloseEvent name, e.g. "ZERO"
+    when: str  # "-" or atoms joined by " and ": "timed out", "owner waits", "borrows == K"
+    next_stage: str
+    duty: str  # Duty name
+
+
+@functools.cache
+def closing_rows() -> tuple[CloseRow, ...]:
+    """The rows of specs/rcfd.md's CLOSING table, in order."""
+    text = SPEC.read_text()
+    begin = text.index("<!-- closing-table:begin -->")
+    end = text.index("<!-- closing-table:end -->")
+    parsed = []
+    for line in text[begin:end].splitlines()[3:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 5:
+            raise ValueError(f"{SPEC}: malformed CLOSING row: {line!r}")
+        parsed.append(CloseRow(*cells))
+    return tuple(parsed)
+
+
+def close_holds(when: str, borrows: int, timed_out: bool, owner_waits: bool) -> bool:
+    if when == "-":
+        return True
+    for atom in when.split(" and "):
+        if atom == "timed out":
+            ok = timed_out
+        elif atom == "owner waits":
+            ok = owner_waits
+        elif atom.startswith("borrows == "):
+            ok = borrows == int(atom.removeprefix("borrows == "))
+        else:
+            raise ValueError(f"{SPEC}: cannot read CLOSING condition {when!r}")
+        if not ok:
+            return False
+    return True
+
+
+def close_table_step(
+    stage: str, event: str, borrows: int, timed_out: bool, owner_waits: bool
+) -> tuple[str, str]:
+    """(next stage, duty) names by the first matching CLOSING row (LookupError
+    where there is none: an input that cannot happen)."""
+    for row in closing_rows():
+        if (row.stage, row.event) == (stage, event) and close_holds(
+            row.when, borrows, timed_out, owner_waits
+        ):
+            return row.next_stage, row.duty
+    raise LookupError(f"specs/rcfd.md's CLOSING table has no row for {stage} x {event}")
+
+
 # -- specs/transitions.json ----------------------------------------------------
 
 

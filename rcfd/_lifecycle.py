@@ -261,7 +261,8 @@ def close_step(
 
     pre: borrows >= 0
     pre: event != CloseEvent.ZERO or borrows == 0
-    pre: event not in (CloseEvent.DECIDE, CloseEvent.FINISH) or (stage != Stage.DRAINING and borrows == 0)
+    pre: event != CloseEvent.DECIDE or stage == Stage.RUNNING
+    pre: event != CloseEvent.FINISH or stage != Stage.DRAINING
     pre: stage == Stage.DRAINING or borrows == 0
     post: __return__.duty != Duty.CLAIM or (stage == Stage.DRAINING and __return__.stage == Stage.RUNNING)
     post: __return__.stage != Stage.FINISHED or stage != Stage.DRAINING

@@ -10,6 +10,9 @@ import pytest
 from model.spec_table import (
     JSON_TABLE,
     after,
+    close_holds,
+    close_table_step,
+    closing_rows,
     from_json,
     holds,
     matching_row,
@@ -18,7 +21,7 @@ from model.spec_table import (
     table_step,
     to_json,
 )
-from rcfd._lifecycle import Event, State, step
+from rcfd._lifecycle import CloseEvent, Event, Outcome, Stage, State, close_step, step
 
 
 def reachable_inputs() -> list[tuple[State, int, int, Event, bool]]:
@@ -108,3 +111,63 @@ def test_row_ids_survive_an_inserted_row() -> None:
     before = [row.id for row in parse_markdown(text)]
     now = [row.id for row in parse_markdown(grown)]
     assert now[0] == "OPEN.BORROW[caller > 2]" and now[1:] == before
+
+
+def close_inputs() -> list[tuple[Stage, CloseEvent, int, bool, bool]]:
+    """Every input close_step's preconditions allow, up to 2 borrows."""
+    inputs = []
+    for stage, event in itertools.product(Stage, CloseEvent):
+        for borrows, timed_out, owner_waits in itertools.product(
+            range(3), (False, True), (False, True)
+        ):
+            if borrows and (stage is not Stage.DRAINING or event is CloseEvent.ZERO):
+                continue
+            if event is CloseEvent.DECIDE and stage is not Stage.RUNNING:
+                continue
+            if event is CloseEvent.FINISH and stage is Stage.DRAINING:
+                continue
+            inputs.append((stage, event, borrows, timed_out, owner_waits))
+    return inputs
+
+
+@pytest.mark.parametrize("stage, event, borrows, timed_out, owner_waits", close_inputs())
+def test_close_step_matches_the_closing_table(
+    stage: Stage, event: CloseEvent, borrows: int, timed_out: bool, owner_waits: bool
+) -> None:
+    code = close_step(stage, event, borrows, timed_out, owner_waits)
+    spec = close_table_step(stage.name, event.name, borrows, timed_out, owner_waits)
+    assert (code.stage.name, code.duty.name) == spec, (
+        f"{stage.name} x {event.name} (borrows={borrows}, timed_out={timed_out}, "
+        f"owner_waits={owner_waits}): code says {code}, specs/rcfd.md says {spec}"
+    )
+
+
+def test_every_closing_row_is_exercised() -> None:
+    used = set()
+    for stage, event, borrows, timed_out, owner_waits in close_inputs():
+        for index, row in enumerate(closing_rows()):
+            if (row.stage, row.event) == (stage.name, event.name) and close_holds(
+                row.when, borrows, timed_out, owner_waits
+            ):
+                used.add(index)
+                break
+    unused = [row for i, row in enumerate(closing_rows()) if i not in used]
+    assert not unused, f"CLOSING rows no input selects (dead or shadowed): {unused}"
+
+
+def test_the_fd_applies_step_and_close_step_as_read_at_import() -> None:
+    """rcfd reads step() into TABLE, and the two fixed CLOSING transitions and
+    a fresh FD's INIT into constants, once: they must equal the functions."""
+    from rcfd._closing import CLAIM, FINISH
+    from rcfd._fd import INIT_FRESH
+    from rcfd._lifecycle import TABLE
+
+    assert close_step(Stage.DRAINING, CloseEvent.ZERO, 0, False, False) == CLAIM
+    assert close_step(Stage.RUNNING, CloseEvent.FINISH, 0, False, False) == FINISH
+    assert INIT_FRESH == (State.OPEN, Outcome.OK)
+    for state, borrows, caller, event, in_close_func in reachable_inputs():
+        if event in (Event.BORROW, Event.RELEASE, Event.FINISH):
+            continue  # applied inline (test_hot_path.py), FINISH by the close's own table
+        key = (state, event, caller > 0, in_close_func, borrows == 0)
+        expected = step(state, borrows, caller, event, in_close_func)
+        assert TABLE[key] == (expected.state, expected.outcome), key

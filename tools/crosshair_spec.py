@@ -9,14 +9,16 @@ cannot compare equal to the right one.
 
 from __future__ import annotations
 
-from model.spec_table import rows, table_step
-from rcfd._lifecycle import Event, State, step
+from model.spec_table import close_table_step, closing_rows, rows, table_step
+from rcfd._lifecycle import CloseEvent, Event, Stage, State, close_step, step
 
 # Read the Markdown now, once: under CrossHair the contract then does pure
 # matching on constant rows, with no file I/O inside the analysis.
 ROWS = rows()
+CLOSING_ROWS = closing_rows()
 
-__all__ = ["step_as_table", "table_step"]  # table_step is used by the postcondition
+# the *_table_step functions are used by the postconditions
+__all__ = ["close_step_as_table", "close_table_step", "step_as_table", "table_step"]
 
 # Note: step() keeps its own contracts when called from here, and CrossHair
 # drops the paths on which a callee's postcondition fails (it reports them
@@ -43,3 +45,21 @@ def step_as_table(
     """
     transition = step(state, borrows, caller, event, in_close_func)
     return transition.state.name, transition.borrows, transition.outcome.name
+
+
+def close_step_as_table(
+    stage: Stage, event: CloseEvent, borrows: int, timed_out: bool, owner_waits: bool
+) -> tuple[str, str]:
+    """close_step(...) as (next stage, duty) names: the CLOSING table's row.
+
+    The preconditions are those of close_step().
+
+    pre: borrows >= 0
+    pre: event != CloseEvent.ZERO or borrows == 0
+    pre: event != CloseEvent.DECIDE or stage == Stage.RUNNING
+    pre: event != CloseEvent.FINISH or stage != Stage.DRAINING
+    pre: stage == Stage.DRAINING or borrows == 0
+    post: __return__ == close_table_step(stage.name, event.name, borrows, timed_out, owner_waits)
+    """
+    transition = close_step(stage, event, borrows, timed_out, owner_waits)
+    return transition.stage.name, transition.duty.name
