@@ -46,6 +46,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rcfd import _nogil
+from rcfd._nogil import give_back, give_back_again
 from rcfd._lifecycle import CloseEvent, Duty, Event, Outcome, Stage, close_step
 from rcfd._registry import Release
 
@@ -153,9 +154,9 @@ class Closing:
                     # -- release (no-GIL copy "owner"; specs/rcfd.md, "Signals") --
                     released: list[None] = []
                     try:
-                        _nogil.give_back(fd, holders, tid, released)
+                        give_back(fd, holders, tid, released)
                     except BaseException:
-                        _nogil.give_back_again(fd, holders, tid, released)
+                        give_back_again(fd, holders, tid, released)
                         raise
                     # -- end release --
                 elif new.owner_borrowed:

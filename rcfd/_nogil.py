@@ -120,12 +120,13 @@ def do(self: FD, fn: Callable[[int], T], /) -> T:
         check_callable("do", "fn", fn)
         raise
     finally:
+        fd = self
         # -- release (no-GIL copy "do"; specs/rcfd.md, "Signals") --
         released: list[None] = []
         try:
-            give_back(self, holders, tid, released)
+            give_back(fd, holders, tid, released)
         except BaseException:
-            give_back_again(self, holders, tid, released)
+            give_back_again(fd, holders, tid, released)
             raise
         # -- end release --
     refuse_coroutine(result)

@@ -146,3 +146,39 @@ def test_the_finalizers_inline_check_agrees_with_step() -> None:
             fd.close()
         fd.__del__()  # by hand: nothing happens, nothing is closed again
         assert fd.state.name == situation and len(closer.calls) == (situation == "CLOSED")
+
+
+def _release_copies() -> dict[str, list[str]]:
+    """Each marked copy of the release (Signals rule: written out where a
+    borrow ends, because a call would add a check point before its first
+    line), keyed by its kind and name, dedented."""
+    import inspect
+    import re
+    import textwrap
+
+    from rcfd import _closing, _fd, _nogil
+
+    marker = re.compile(r'# -- release \((inline|no-GIL) copy "(\w+)"; specs/rcfd.md, "Signals"\) --')
+    copies: dict[str, list[str]] = {}
+    for module in (_fd, _closing, _nogil):
+        lines = inspect.getsource(module).splitlines()
+        for i, line in enumerate(lines):
+            found = marker.search(line)
+            if found is None:
+                continue
+            end = next(j for j in range(i, len(lines)) if "# -- end release --" in lines[j])
+            body = textwrap.dedent("\n".join(lines[i + 1 : end])).splitlines()
+            copies[f"{found[1]} {found[2]}"] = body
+    return copies
+
+
+def test_the_inline_copies_of_the_release_are_identical() -> None:
+    copies = _release_copies()
+    gil = {name: body for name, body in copies.items() if name.startswith("inline")}
+    nogil = {name: body for name, body in copies.items() if name.startswith("no-GIL")}
+    assert sorted(gil) == ["inline Borrow", "inline _release", "inline do", "inline owner"]
+    assert sorted(nogil) == ["no-GIL Borrow", "no-GIL do", "no-GIL owner"]
+    for group in (gil, nogil):
+        first, *rest = group.items()
+        for name, body in rest:
+            assert body == first[1], f"{name} differs from {first[0]}"
