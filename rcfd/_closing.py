@@ -46,8 +46,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rcfd import _nogil
-from rcfd._nogil import give_back, give_back_again
 from rcfd._lifecycle import CloseEvent, Duty, Event, Outcome, Stage, close_step
+from rcfd._nogil import give_back, give_back_again
 from rcfd._registry import Release
 
 if TYPE_CHECKING:
