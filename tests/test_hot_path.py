@@ -158,7 +158,9 @@ def _release_copies() -> dict[str, list[str]]:
 
     from rcfd import _closing, _fd, _nogil
 
-    marker = re.compile(r'# -- release \((inline|no-GIL) copy "(\w+)"; specs/rcfd.md, "Signals"\) --')
+    marker = re.compile(
+        r'# -- release \((inline|no-GIL) copy "(\w+)"; specs/rcfd.md, "Signals"\) --'
+    )
     copies: dict[str, list[str]] = {}
     for module in (_fd, _closing, _nogil):
         lines = inspect.getsource(module).splitlines()

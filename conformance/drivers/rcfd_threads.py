@@ -37,9 +37,11 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Generator
+from typing import TextIO
 
 import rcfd
 from conformance.replay import EXPECT_S, EXPIRES_S, POLL_S, Report
+from model.history import History
 
 # Results, as specs/traces.md spells them.
 OK, OK_FN, OK_RAWFD, OK_DUP = "ok", "ok:fn", "ok:rawfd", "ok:dup"
@@ -107,6 +109,7 @@ class Worker(threading.Thread):
         self.levels: list[str] = []
 
     def run(self) -> None:
+        self.owner.history.names[threading.get_ident()] = f"T{self.index}"
         self.serve("")
 
     def serve(self, until: str) -> str:
@@ -126,10 +129,12 @@ class Worker(threading.Thread):
                     if call != until:
                         self.owner.anomaly(f"T{self.index}: {call} while waiting for {until}")
                     return arg
+                self.owner.history.log("call", f"{call}({arg})")
                 try:
                     result = self.owner.call(self, call_id, call, arg)
                 except BaseException as exc:  # every outcome is a report, even FnInterrupt
                     result = label(exc)
+                self.owner.history.log("return", result)
                 self.owner.report(Report("returned", call_id, self.index, result))
         finally:
             if until:
@@ -159,6 +164,7 @@ class CloseFunc:
                 owner.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
             del fd
         owner.close_func_calls += 1
+        owner.history.log("close_func", f"rawfd={rawfd}")
         raises = self.does == "raises"
         if self.does == "pauses":
             raises = owner.pause("close_func") == "raise"
@@ -167,8 +173,10 @@ class CloseFunc:
         else:
             os.close(rawfd)
             owner.raw_closed = True
+        error = CloseFuncError(errno.EIO, "close_func failed (as the trace asked)")
+        owner.history.log("close_func_end", f"raised {label(error)}" if raises else "")
         if raises:
-            raise CloseFuncError(errno.EIO, "close_func failed (as the trace asked)")
+            raise error
 
 
 class OnClosing:
@@ -184,8 +192,12 @@ class OnClosing:
                 owner.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
             del fd
         owner.on_closing_calls += 1
-        if self.pauses and owner.pause("on_closing") == "raise":
-            raise OnClosingError("on_closing failed (as the trace asked)")
+        owner.history.log("on_closing", f"rawfd={rawfd}")
+        error = OnClosingError("on_closing failed (as the trace asked)")
+        raises = self.pauses and owner.pause("on_closing") == "raise"
+        owner.history.log("on_closing_end", f"raised {label(error)}" if raises else "")
+        if raises:
+            raise error
 
 
 class RcfdThreads:
@@ -209,20 +221,35 @@ class RcfdThreads:
         self.close_func_calls = 0
         self.on_closing_calls = 0
         self.raw_closed = False
+        # What happened, for model.guarantees' checks of the production FD.
+        self.history = History()
         # Global for the run: the finalizer and a late close_func warn from
         # whichever thread runs them. Collect first, so that FDs dropped
         # earlier are finalized (and warn) before the log opens.
         gc.collect()
-        self._warnings = warnings.catch_warnings(record=True)
-        log = self._warnings.__enter__()
-        assert log is not None
-        self.warnings = log
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        self.warnings: list[warnings.WarningMessage] = []
         warnings.simplefilter("always")
+        warnings.showwarning = self._warned
         self.workers = [Worker(i, self) for i in range(threads)]
         for worker in self.workers:
             worker.start()
 
     # -- reports -----------------------------------------------------------
+
+    def _warned(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        """warnings.showwarning for the run: kept, and an event of the history."""
+        self.warnings.append(warnings.WarningMessage(message, category, filename, lineno))
+        self.history.log("warning", f"{category.__name__}: {message}")
 
     def report(self, report: Report) -> None:
         self.sink(report)
@@ -292,12 +319,14 @@ class RcfdThreads:
 
         def fn(rawfd: int) -> _Returned:
             entered = OK if rawfd == self.rawfd else f"fn got fd {rawfd}, not {self.rawfd}"
+            self.history.log("fn", f"rawfd={rawfd}")
             self.report(Report("entered", call_id, worker.index, entered))
             how = worker.serve("end_borrow")
-            if how == "raise":
-                raise FnError("end_borrow(raise)")
-            if how == "interrupt":
-                raise FnInterrupt("end_borrow(interrupt)")
+            kinds: dict[str, type[BaseException]] = {"raise": FnError, "interrupt": FnInterrupt}
+            error = kinds[how](f"end_borrow({how})") if how in kinds else None
+            self.history.log("fn_end", "" if error is None else f"raised {label(error)}")
+            if error is not None:
+                raise error
             return FN_VALUE
 
         if arg == "do":
@@ -317,6 +346,7 @@ class RcfdThreads:
         try:
             with self.fd_lock:
                 fd, self.fd = self.fd, None
+            self.history.log("drop", "GONE" if fd is None else fd.state.name)
             generators, self.held = self.held, []
             if generators and fd is not None:
                 first = order == "holders-first"

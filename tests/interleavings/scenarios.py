@@ -1,80 +1,69 @@
 """The small programs whose interleavings are explored, each for 2 and 3 threads.
 
 Every actor makes one rcfd call (a nested borrower makes two) on one shared
-FD; `harness.violations` checks the guarantees of specs/rcfd.md on every
-schedule, so a scenario states only who calls what. Most start from an OPEN
-FD (FD(rawfd, ...)); the `uninit` ones from FD(), which their actors init
-while others borrow, close or track it.
+FD; model.guarantees.history_violations checks the guarantees of
+specs/rcfd.md on every schedule, so a scenario states only who calls what.
+Most start from an OPEN FD (FD(rawfd, ...)); the `uninit` ones from FD(),
+which their actors init while others borrow, close or track it. The side
+doors (issue 12): a finalizer called by hand while the release of a borrow
+held by a generator races it, and callbacks calling back into their own FD.
 """
 
 from __future__ import annotations
 
-from tests.interleavings.harness import (
-    OTHER_RAWFD,
-    RAWFD,
-    Actor,
-    Body,
-    MonitoredFD,
-    Scenario,
-    World,
-)
-
-
-def _fd(w: World) -> MonitoredFD:
-    assert w.fd is not None  # model_for builds the FD before it starts any actor
-    return w.fd
+from tests.interleavings.harness import OTHER_RAWFD, RAWFD, Actor, Body, Scenario, World
 
 
 def do_borrower(w: World) -> None:
-    w.call("do", lambda: _fd(w).do(w.borrow_body))
+    w.call("begin_borrow(do)", lambda: w.the_fd().do(w.borrow_body))
 
 
 def cm_borrower(w: World) -> None:
-    def borrow() -> None:
-        with _fd(w).borrow() as rawfd:
-            w.borrow_body(rawfd)
+    def borrow() -> str:
+        with w.the_fd().borrow() as rawfd:
+            return w.borrow_body(rawfd)
 
-    w.call("borrow", borrow)
+    w.call("begin_borrow(borrow)", borrow)
 
 
 def gated_borrower(w: World) -> None:
-    w.call("do", lambda: _fd(w).do(w.gated_body))
+    w.call("begin_borrow(do)", lambda: w.the_fd().do(w.gated_body))
 
 
 def nested_borrower(w: World) -> None:
     """do(fn) whose fn takes a second borrow of the same FD on the same thread."""
 
-    def inner() -> None:
-        with _fd(w).borrow() as rawfd:
-            w.borrow_body(rawfd)
+    def inner() -> str:
+        with w.the_fd().borrow() as rawfd:
+            return w.borrow_body(rawfd)
 
     def outer(rawfd: int) -> str:
-        w.borrow_body(rawfd)
-        w.call("borrow(inner)", inner)  # refused once close began, even under a borrow
-        return "fn-value"
+        result = w.borrow_body(rawfd)
+        w.call("begin_borrow(borrow)", inner)  # refused once close began, even under a borrow
+        return result
 
-    w.call("do(nested)", lambda: _fd(w).do(outer))
+    w.call("begin_borrow(do)", lambda: w.the_fd().do(outer))
 
 
 def closer(timeout: float | None = None) -> Body:
-    kind = "close" if timeout is None else f"close(timeout={timeout})"
+    kind = f"close({'none' if timeout is None else timeout})"
 
     def body(w: World) -> None:
-        w.call(kind, lambda: _fd(w).close(timeout))
+        w.call(kind, lambda: w.the_fd().close(timeout))
 
     return body
 
 
 def detacher(w: World) -> None:
-    w.call("detach", lambda: _fd(w).detach())
+    w.call("detach()", lambda: w.the_fd().detach())
 
 
 def initer(rawfd: int = RAWFD) -> Body:
     """init(rawfd, close_func) with a close_func of its own (the log names whose runs)."""
 
     def body(w: World) -> None:
-        close_func = w.close_func_for(w.who(), rawfd)
-        w.call(f"init(rawfd={rawfd})", lambda: _fd(w).init(rawfd, close_func))
+        close_func = w.close_func_for(w.who())
+        w.call(f"init(rawfd={rawfd})", lambda: w.the_fd().init(rawfd, close_func))
 
     return body
 
@@ -82,7 +71,17 @@ def initer(rawfd: int = RAWFD) -> Body:
 def tracker(w: World) -> None:
     registry = w.registry
     assert registry is not None  # model_for makes it before it starts any actor
-    w.call("track_lifetime", lambda: _fd(w).track_lifetime(registry))
+    w.call("track_lifetime()", lambda: w.the_fd().track_lifetime(registry))
+
+
+def finalizer(w: World) -> None:
+    """fd.__del__() called by hand, as the collector would once the FD is garbage."""
+    w.call("finalizer()", w.the_fd().__del__)
+
+
+def releaser(w: World) -> None:
+    """Closes the generator that holds main's borrow (Scenario.held): its release."""
+    w.call("release_held()", w.held[0].close)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -181,6 +180,35 @@ SCENARIOS: tuple[Scenario, ...] = (
         (Actor("tracker", tracker), Actor("initer", initer())),
         uninit=True,
         about="track_lifetime vs init: before init it is counted, after it refused, unchanged",
+    ),
+    # The side doors (issue 12).
+    Scenario(
+        "finalizer_release/2",
+        (Actor("releaser", releaser), Actor("finalizer", finalizer)),
+        held=True,
+        about="a finalizer run by hand while the release of a borrow a generator holds "
+        "races it: the FD is closed once, never under that borrow, with one warning",
+    ),
+    Scenario(
+        "finalizer_release/3",
+        (Actor("releaser", releaser), Actor("finalizer", finalizer), Actor("closer", closer())),
+        held=True,
+        about="the same with a close racing both: whoever begins the close owns it",
+    ),
+    Scenario(
+        "close_func_reenters/2",
+        (Actor("closer", closer()), Actor("borrower", do_borrower)),
+        reenter=("close_func", ("close", "detach", "do")),
+        about="close_func calls close, detach and do on its own FD: each refused at once "
+        "(CloseInsideCloseFuncError, ClosedFDError), the outer close finishes",
+    ),
+    Scenario(
+        "on_closing_reenters/2",
+        (Actor("closer", closer()), Actor("borrower", do_borrower)),
+        on_closing=True,
+        reenter=("on_closing", ("close", "detach", "do")),
+        about="on_closing calls close, detach and do on its own FD: refused at once "
+        "(CloseInsideBorrowError under the closer's borrow, ClosedFDError)",
     ),
 )
 

@@ -1,0 +1,180 @@
+"""rcfd.FD's own steps as model.history events, through its test seam.
+
+rcfd/_fd.py documents two hooks for verification harnesses: `Holders`, the
+factory of the array of borrowing threads an FD gets at init, and
+`CloseRecord`, the Closing class that close, aclose, detach and the finalizer
+use. `installed(seam)` replaces both for the length of a block, so that every
+FD initialized in it logs, to `seam.history`:
+
+  hold / unhold   each borrow counted (an insert, or the closer's own `+=`)
+                  and given back (a remove, or a tombstone once frozen), named
+                  by the borrowing thread; a refused insert raises before it
+                  logs, exactly as the array refuses before it changes;
+  holders         init made its holders: it got past its state check;
+  freeze          a close froze the holders ("not frozen" if the export it
+                  kept does not in fact refuse an insert);
+  finish          the close finished (CLOSED), with how.
+
+Each change and its log line are one step under `history.lock` (which
+`History.log` also takes to observe the FD), so the count a line shows is the
+count of the log up to it. The FD's code is untouched: the arrays are
+array("L") subclasses whose changes go through the base class, and the close
+record is a Closing whose methods are Closing's. `seam.pause(where)` is
+called where a harness may preempt the calling thread: "before-insert" (a
+borrow's entry, which takes no lock), "before-lock" (a release after the
+freeze, between its tombstone and its locked decision) and "in-lock" (inside
+a locked step, as it counts the caller's borrows: where CPython may run the
+collector, and with it finalizers that release borrows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, cast
+
+from model.history import History
+from rcfd import _fd
+from rcfd._closing import Closing
+
+if TYPE_CHECKING:
+    from rcfd._fd import FD
+
+    _Array = array[int]
+else:
+    _Array = array  # subscripting array at run time needs Python 3.12
+
+
+class Seam:
+    """Where the logging holders and close records report."""
+
+    def __init__(self, history: History, pause: Callable[[str], None] | None = None) -> None:
+        self.history = history
+        self.pause: Callable[[str], None] = pause or (lambda where: None)
+        self.made = 0  # holders made (one per init past its check)
+
+
+_current = Seam(History())  # replaced by installed(); a default, so the classes never see None
+
+
+@contextlib.contextmanager
+def installed(seam: Seam) -> Iterator[Seam]:
+    """Every FD initialized and closed in the block logs to `seam`."""
+    global _current
+    saved = _fd.Holders, _fd.CloseRecord, _current
+    _fd.Holders, _fd.CloseRecord, _current = LoggedHolders, LoggedClosing, seam
+    try:
+        yield seam
+    finally:
+        _fd.Holders, _fd.CloseRecord, _current = saved
+
+
+def is_frozen(holders: array[int]) -> bool:
+    """Whether `holders` refuses to grow (a close froze it): tried with the
+    base append, which logs nothing, and undone at once."""
+    try:
+        array.append(holders, 0)
+    except BufferError:
+        return True
+    array.pop(holders)
+    return False
+
+
+class LoggedHolders(_Array):
+    """The holders of an FD made under the seam (rcfd._fd.Holders)."""
+
+    def __new__(cls) -> LoggedHolders:
+        # array takes its typecode in __new__; this is init's Holders() call.
+        holders = cast(LoggedHolders, super().__new__(cls, "L"))
+        _current.made += 1
+        _current.history.log("holders", f"#{_current.made}: an init got past its check")
+        return holders
+
+    def insert(self, index: int, tid: int, /) -> None:
+        _current.pause("before-insert")
+        with _current.history.lock:
+            super().insert(index, tid)  # BufferError once frozen: a refused borrow logs nothing
+            _current.history.log("hold", "insert", _current.history.who(tid))
+
+    def append(self, tid: int, /) -> None:
+        with _current.history.lock:
+            super().append(tid)
+            _current.history.log("hold", "append", _current.history.who(tid))
+
+    def remove(self, tid: int, /) -> None:
+        with _current.history.lock:
+            super().remove(tid)  # BufferError once frozen: the release writes a tombstone
+            _current.history.log("unhold", "remove", _current.history.who(tid))
+
+
+def _holders_iadd(self: LoggedHolders, tids: Iterable[int], /) -> LoggedHolders:
+    """`holders += mine`: the closer's own borrow, while its on_closing runs."""
+    added = list(tids)  # before the resize: `holders += holders` logs each once
+    with _current.history.lock:
+        array.extend(self, added)
+        for tid in added:
+            _current.history.log("hold", "owner", _current.history.who(tid))
+    return self
+
+
+class _Tombstones(list[int]):
+    """Closing.released: one thread ident per release after the freeze."""
+
+    def count(self, tid: int, /) -> int:
+        _current.pause("in-lock")  # FD._borrows_of: a locked step counts the caller's borrows
+        return super().count(tid)
+
+
+class _Freeze(list[memoryview]):
+    """Closing.freeze: the export that freezes the holders, stored in one C
+    call (extend) that is the FD's move to CLOSING, logged with it."""
+
+    def extend(self, views: Iterable[memoryview], /) -> None:
+        with _current.history.lock:
+            super().extend(views)
+            if self:
+                _current.history.log("freeze", "" if _exports_frozen(self[0]) else "not frozen")
+
+    def append(self, view: memoryview, /) -> None:
+        self.extend((view,))
+
+
+def _exports_frozen(view: memoryview) -> bool:
+    try:
+        exported = view.obj
+    except ValueError:  # the export was released: nothing keeps the holders frozen
+        return False
+    return isinstance(exported, array) and is_frozen(exported)
+
+
+def _tombstones_iadd(self: _Tombstones, tids: Iterable[int], /) -> _Tombstones:
+    with _current.history.lock:
+        for tid in tids:
+            list.append(self, tid)
+            _current.history.log("unhold", "tombstone", _current.history.who(tid))
+    return self
+
+
+# Set after the class bodies: the base classes' __iadd__ signatures differ
+# from these (array's takes an array, list's returns a list), which mypy
+# would reject as overrides; at run time each needs one that logs.
+setattr(LoggedHolders, "__iadd__", _holders_iadd)  # noqa: B010
+setattr(_Tombstones, "__iadd__", _tombstones_iadd)  # noqa: B010
+
+
+class LoggedClosing(Closing):
+    """The close record of an FD under the seam (rcfd._fd.CloseRecord)."""
+
+    def __init__(self, detach: bool, owner_waker: Callable[[], None] | None) -> None:
+        super().__init__(detach, owner_waker)
+        self.released = _Tombstones()
+        self.freeze = _Freeze()
+
+    def _finish(self, fd: FD) -> None:
+        super()._finish(fd)
+        _current.history.log("finish", self.how or "")
+
+    def release(self, fd: FD) -> None:
+        _current.pause("before-lock")
+        super().release(fd)

@@ -1,0 +1,78 @@
+"""What a real FD did, as the harnesses saw it: the record model.guarantees
+checks for every harness (the interleavings, the catalog's replays, model vs
+production and the trace replays).
+
+A History is one list of events in the order they happened, appended by
+whoever saw each one: a harness's logical threads (each call and what it
+returned, in model.vocabulary's words; a borrow's fn; close_func and
+on_closing, which are the harness's own callbacks) and, when a harness
+installs it, rcfd's test seam (conformance.drivers.rcfd_seam: each borrow
+counted and given back, an init's holders, the freeze, the finish). Events
+carry the FD's state and borrow count right after them when the harness can
+read those together with the event (`observe`, under `lock`, which the seam
+also holds around each of rcfd's steps it logs); otherwise they are unknown.
+
+Event words (`what`, then what `detail` says):
+  call, return      a call began (`close(0.5)`, `init(rawfd=7)`), and the
+                    innermost open call of that thread ended (a result word);
+  fn, fn_end        a borrow's fn began (`rawfd=7`) and ended ("", `raised X`);
+  close_func, close_func_end, on_closing, on_closing_end   the same for them;
+  hold, unhold      one borrow counted (insert, append, owner) or given back
+                    (remove, tombstone); `who` is the borrowing thread;
+  holders           an init made its holders (it got past its check);
+  freeze, finish    a close froze the holders (OPEN -> CLOSING; "not frozen"
+                    if the holders still take inserts), and finished (CLOSED);
+  warning           a warning rcfd raised (`ResourceWarning: ...`);
+  drop              the harness dropped the FD (`OPEN`: its state before);
+  registry          a registry's counts at the end (`main: initialized=1 ...`);
+  anomaly           what a driver's own callback saw wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Event:
+    who: str  # the logical thread ("T1", "closer", "main"); "gc" for any other
+    what: str
+    detail: str = ""
+    state: str = ""  # FD.state's name right after; "" unknown, "GONE" once dropped
+    borrows: int = -1  # FD.borrow_count right after; -1 unknown
+    at: float = 0.0  # time.monotonic() (a run's virtual clock under interleave-test)
+
+    def line(self, index: int) -> str:
+        where = f"  [{self.state}, borrows={self.borrows}]" if self.state else ""
+        return f"  #{index:<3} {self.who:<9} {self.what} {self.detail}{where}"
+
+
+class History:
+    """The events of one run. `names` maps thread idents to logical names;
+    `seam` says that rcfd's own steps are logged (so counts are exact);
+    `on_closing` that the FD was given one."""
+
+    def __init__(self, *, seam: bool = False, on_closing: bool = False) -> None:
+        self.events: list[Event] = []
+        self.names: dict[int, str] = {}
+        self.seam = seam
+        self.on_closing = on_closing
+        self.lock: contextlib.AbstractContextManager[object] = threading.RLock()
+        self.observe: Callable[[], tuple[str, int]] | None = None
+        self.clock: Callable[[], float] = time.monotonic
+
+    def who(self, tid: int | None = None) -> str:
+        return self.names.get(threading.get_ident() if tid is None else tid, "gc")
+
+    def log(self, what: str, detail: str = "", who: str | None = None) -> None:
+        with self.lock:
+            state, borrows = self.observe() if self.observe is not None else ("", -1)
+            name = self.who() if who is None else who
+            self.events.append(Event(name, what, detail, state, borrows, self.clock()))
+
+    def timeline(self, start: int = 0) -> str:
+        return "\n".join(ev.line(i) for i, ev in enumerate(self.events) if i >= start)
