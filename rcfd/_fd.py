@@ -98,6 +98,36 @@ def Holders() -> array[int]:
     return array("L")
 
 
+def _make_finalizer(
+    warn: Callable[..., None] = warnings.warn,
+    exiting: Callable[[], bool] = sys.is_finalizing,
+    no_borrows: array[int] = _NO_BORROWS,
+) -> Callable[[FD], None]:
+    """FD.__del__, with the names it needs bound here: it may run while the
+    interpreter tears rcfd's modules down."""
+
+    def __del__(self: FD) -> None:
+        """The finalizer: an FD dropped while OPEN is closed, with a ResourceWarning."""
+        # FINALIZE: step(s, n, 0, FINALIZE) is IGNORE for every state but OPEN
+        # (tests/test_hot_path.py). (An FD caught in init's window, in a
+        # forked child, is still UNINIT.)
+        if self._holders is no_borrows or self._closer is not None:
+            return
+        try:
+            # First, so that it names the FD while it is still OPEN; but a
+            # filter that makes it an exception must not stop the close.
+            warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        finally:
+            if not exiting():
+                self._finalize()
+            else:
+                # Module teardown: rcfd's globals may be gone, and no other
+                # thread runs Python code any more: close it, plainly.
+                self._close_at_exit()
+
+    return __del__
+
+
 class _FDLock(Protocol):
     """The FD's lock: a threading.RLock, with the ownership test CPython's
     RLock has (and its typing stub omits)."""
@@ -400,29 +430,7 @@ class FD:
             "descriptor; dup() makes an independent FD on a duplicate"
         )
 
-    def __del__(
-        self,
-        _warn: Callable[..., None] = warnings.warn,
-        _exiting: Callable[[], bool] = sys.is_finalizing,
-        _no_borrows: array[int] = _NO_BORROWS,
-    ) -> None:
-        # FINALIZE: step(s, n, 0, FINALIZE) is IGNORE for every state but OPEN
-        # (tests/test_hot_path.py). Names are bound as defaults: this may run
-        # while the interpreter tears modules down. (An FD caught in init's
-        # window, in a forked child, is still UNINIT.)
-        if self._holders is _no_borrows or self._closer is not None:
-            return
-        try:
-            # First, so that it names the FD while it is still OPEN; but a
-            # filter that makes it an exception must not stop the close.
-            _warn(f"unclosed {self!r}", ResourceWarning, source=self)
-        finally:
-            if not _exiting():
-                self._finalize()
-            else:
-                # Module teardown: rcfd's globals may be gone, and no other
-                # thread runs Python code any more: close it, plainly.
-                self._close_at_exit()
+    __del__ = _make_finalizer()
 
     # -- internals -------------------------------------------------------
 
