@@ -451,6 +451,8 @@ def seen_close_inside_a_borrow_or_callback_is_refused(r: Run) -> list[str]:  # g
     for c in r.calls():
         callback = c.inside("close_func") or c.inside("on_closing")
         in_borrow = c.holds > 0 if r.h.seam else c.inside("fn") is not None
+        if c.result == ERR_INVALID:  # a bad argument is refused first, in any state
+            continue
         if c.call in CLOSES and in_borrow and c.result != ERR_CLOSE_IN_BORROW:
             found.append(f"at #{c.begin}: {c} holds a borrow, yet ended {c.result or 'never'}")
         elif r.h.seam and c.result == ERR_CLOSE_IN_BORROW and not in_borrow and not callback:

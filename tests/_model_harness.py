@@ -5,7 +5,10 @@ conformance runner uses through a driver program.
 
 Used by tests/test_model_vs_fd.py (commands chosen by Hypothesis, expected
 results from the model) and by tests/test_traces.py (commands and expected
-results read from specs/traces/*.json).
+results read from specs/traces/*.json). Besides agreeing with the model,
+each step's history (every call, fn and callback the driver saw) must keep
+the guarantees by itself: model.guarantees.history_violations, the checker
+the interleavings and the catalog's replays use.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import asdict
 
 from conformance.drivers.rcfd_threads import RcfdThreads
 from conformance.replay import EXPECT_S, Expectation, Report, settle
+from model.guarantees import history_violations
 from model.vocabulary import Call, Command, Observation, Step
 
 __all__ = ["EXPECT_S", "RealFD", "expectation"]
@@ -91,8 +95,10 @@ class RealFD:
         return None
 
     def settle(self, expect: Expectation) -> list[str]:
-        """Wait for what this step must do; the disagreements found."""
+        """Wait for what this step must do; the disagreements found, and what
+        the production FD's history so far breaks (model.guarantees)."""
         problems = settle(self, expect, RealFD.expect_s).problems
+        problems += [f"guarantee: {p}" for p in history_violations(self.fd.history, "running")]
         if problems:
             RealFD.expect_s = SHRINK_EXPECT_S
         return problems
