@@ -115,3 +115,37 @@ def test_unclosed_fds_are_closed_with_a_warning_at_interpreter_exit() -> None:
     assert len(warned) == expected, err
     assert set(warned) <= set(closed), err
     assert "Exception ignored" not in err and "Traceback" not in err, err
+
+
+LATE = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    import rcfd, rcfd._fd as F, rcfd._lifecycle as L
+
+    # The script's globals and close_func keep rcfd's module dicts alive, so
+    # CPython clears them (every name None) before it finalizes the FD held
+    # by builtins: the finalizer must need none of those names.
+    g, lg = F.__dict__, L.__dict__
+    def close_func(n, _g=g, _lg=lg, _close=os.close, _write=os.write):
+        _close(n)
+        _write(2, b"CLOSED %d\\n" % n)
+
+    import builtins
+    builtins.rcfd_last = rcfd.FD(os.eventfd(0), close_func)
+    os.rcfd_late = rcfd.FD(os.eventfd(0), close_func)
+    """
+)
+
+
+def test_an_fd_finalized_after_rcfds_modules_were_cleared_still_closes() -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-W", "default::ResourceWarning", "-c", LATE.format(root=root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(re.findall(r"^CLOSED \d+$", proc.stderr, re.M)) == 2, proc.stderr
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
