@@ -49,7 +49,7 @@ class Event(enum.Enum):
     CLOSE = "close"  # close() / aclose() / __exit__
     DETACH = "detach"  # detach(): a close that hands the number back
     FINALIZE = "finalize"  # the FD became unreachable (never while borrowed)
-    FINISH = "finish"  # close_func returned or raised
+    FINISH = "finish"  # close_func returned or raised, or a detach handed the number over
 
 
 class Outcome(enum.Enum):
@@ -169,7 +169,8 @@ def step(
             return Transition(State.CLOSING, borrows, Outcome.OK)
         return Transition(state, borrows, Outcome.IGNORE)
 
-    # Event.FINISH: close_func returned; only the RUN_CLOSE caller sends it.
+    # Event.FINISH: close_func returned or raised, or a detach handed the
+    # number over; only the RUN_CLOSE caller sends it.
     if state is State.CLOSING and borrows == 0:
         return Transition(State.CLOSED, 0, Outcome.OK)
     return Transition(state, borrows, Outcome.IGNORE)
@@ -227,7 +228,7 @@ class CloseEvent(enum.Enum):
 
     ZERO = "zero"  # a release (or the closer, or the finalizer) found no borrow running
     DECIDE = "decide"  # the claimer chooses: call close_func, or hand the number over
-    FINISH = "finish"  # close_func returned or raised, or the number was handed over
+    FINISH = "finish"  # close_func returned or raised, or a detach handed the number over, or the number was handed over
     GIVE_UP = "give_up"  # a waiting closer's wait ended early: timeout, interrupt, cancellation
 
 

@@ -1,8 +1,12 @@
 """The inlined borrow and release (FD.do, Borrow) agree with step() in every state.
 
-do() and Borrow implement BORROW and RELEASE inline for speed instead of
-calling rcfd._lifecycle.step; this drives the real FD into each state and
-checks that what they do is what step() prescribes.
+do() and Borrow implement BORROW and RELEASE inline instead of calling
+rcfd._lifecycle.step: the borrow is one insert that a close's freeze makes
+fail, and the release is written out where a borrow ends, because a call
+would add a check point where an interrupt leaves the borrow counted (the
+Signals rule, specs/cpython.md). This drives the real FD into each state and
+checks that what they do is what step() prescribes, and that the copies of
+the release are the same text.
 """
 
 from __future__ import annotations
