@@ -42,7 +42,7 @@ import warnings
 from array import array
 from collections.abc import Callable
 from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar, cast
 
 from rcfd import _fork, _nogil
 from rcfd._checks import check_callable, check_init, check_registry, check_timeout, deadline
@@ -131,6 +131,15 @@ def _make_finalizer(
     return __del__
 
 
+class _Extras(NamedTuple):
+    """What few FDs have: a registry (tracked FDs) and an on_closing (FDs
+    whose borrows block in system calls). Set at init (the registry also by
+    track_lifetime, before it), then never changed."""
+
+    registry: LifetimeRegistry | None
+    on_closing: Callable[[int], object] | None
+
+
 class _FDLock(Protocol):
     """The FD's lock: a threading.RLock, with the ownership test CPython's
     RLock has (and its typing stub omits)."""
@@ -161,8 +170,7 @@ class FD:
         "_holders",
         "_rawfd",
         "_close_func",
-        "_on_closing",
-        "_registry",
+        "_extras",
         "_closer",
         "__weakref__",  # weakref.ref / weakref.finalize, as sockets and files allow
     )
@@ -196,8 +204,9 @@ class FD:
         self._holders = _NO_BORROWS
         self._rawfd = -1  # valid while OPEN or CLOSING
         self._close_func: Callable[[int], object] = os.close
-        self._on_closing: Callable[[int], object] | None = None
-        self._registry: LifetimeRegistry | None = None  # set before init, read at release
+        # The registry and on_closing, which most FDs lack: one slot, None for
+        # both (an open FD carries 8 bytes less; see _Extras).
+        self._extras: _Extras | None = None
         self._closer: Closing | None = None  # the close, from just before its freeze
         if registry is not None:
             check_registry("FD", registry)
@@ -435,6 +444,17 @@ class FD:
 
     __del__ = _make_finalizer()
 
+    @property
+    def _registry(self) -> LifetimeRegistry | None:
+        """The registry this FD reports to (set before init, read at release)."""
+        extras = self._extras
+        return None if extras is None else extras.registry
+
+    @property
+    def _on_closing(self) -> Callable[[int], object] | None:
+        extras = self._extras
+        return None if extras is None else extras.on_closing
+
     # -- internals -------------------------------------------------------
 
     def _guard(self) -> _FDLock:
@@ -487,7 +507,7 @@ class FD:
         holders = Holders()  # made before any effect: no call between them
         registry = self._registry
         if registry is None:
-            registry = self._registry = current_registry.get()
+            registry = current_registry.get()
         if registry is not None:
             try:
                 registry._record_init(id(self), rawfd)
@@ -498,7 +518,8 @@ class FD:
                 raise
         self._rawfd = rawfd
         self._close_func = close_func
-        self._on_closing = on_closing
+        if registry is not None or on_closing is not None:
+            self._extras = _Extras(registry, on_closing)
         if _nogil.ENABLED:
             self._guard()  # every borrow takes it on this path
         # Last: from here on borrows succeed, and a close (which takes the FD's
@@ -508,7 +529,7 @@ class FD:
     def _track(self, registry: LifetimeRegistry) -> None:
         """TRACK, argument already checked. Needs _SHARED_LOCK (or an unshared FD)."""
         self._step(Event.TRACK, "track_lifetime")
-        self._registry = registry
+        self._extras = _Extras(registry, None)  # before init: no on_closing yet
 
     def _refused(self, holders: array[int], call: str) -> FDError:
         """The error for a borrow whose insert met frozen `holders` (no lock:
