@@ -3,7 +3,7 @@
 Each module mNN_*.py is one bug: a few exact-snippet edits of rcfd/, a
 paragraph on why the bug is realistic and which guarantee of specs/rcfd.md
 it breaks, and the shortest scenario that shows it (`make explain
-MUTANT=<name>`). `make mutants` (tools/mutants.py) applies each to a copy of
+MUTANT=<name>`). `make mutants` (tools/mutation.py) applies each to a copy of
 the package and requires the checks to fail. Read them in order to learn the
 invariants: every one is a way a reference-counted descriptor goes wrong.
 """
@@ -36,7 +36,13 @@ from mutants import (
     m23_timeout_during_close_func,
     m24_nan_timeout_checked_late,
     m25_init_without_shared_lock,
-    m26_close_reads_state_before_holders,
+    m26_init_publishes_holders_first,
+    m27_close_in_close_func_waits,
+    m28_finalizer_does_not_refuse_borrows,
+    m29_warning_before_the_close,
+    m30_copy_allowed,
+    m31_double_release_after_fork,
+    m32_release_does_not_defer,
 )
 from mutants._mutant import Mutant
 
@@ -66,7 +72,13 @@ CATALOG: tuple[Mutant, ...] = (
     m23_timeout_during_close_func.MUTANT,
     m24_nan_timeout_checked_late.MUTANT,
     m25_init_without_shared_lock.MUTANT,
-    m26_close_reads_state_before_holders.MUTANT,
+    m26_init_publishes_holders_first.MUTANT,
+    m27_close_in_close_func_waits.MUTANT,
+    m28_finalizer_does_not_refuse_borrows.MUTANT,
+    m29_warning_before_the_close.MUTANT,
+    m30_copy_allowed.MUTANT,
+    m31_double_release_after_fork.MUTANT,
+    m32_release_does_not_defer.MUTANT,
 )
 
 

@@ -18,11 +18,11 @@ MUTANT = Mutant(
     ),
     edits=(
         # The release that follows on_closing is the closer's own: with the
-        # count test gone, it runs the close whatever else is running.
+        # count test gone, its zero check claims the close whatever else runs.
         Edit(
-            "rcfd/_fd.py",
-            "if closer is None or self.borrow_count:",
-            "if closer is None:  # mutant: do not wait for the count to reach zero",
+            "rcfd/_closing.py",
+            "if self.stage is not Stage.DRAINING or fd.borrow_count:",
+            "if self.stage is not Stage.DRAINING:  # mutant: do not wait for zero borrows",
         ),
     ),
     scenario=Scenario(

@@ -21,10 +21,10 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "new.freeze.extend(map(memoryview, (holders,)))\n",
-            "with memoryview(holders) as view:  # mutant: the export ends with the block\n"
-            "    new.freeze.append(view)\n",
+            "rcfd/_closing.py",
+            "self.freeze.extend(map(memoryview, (fd._holders,)))\n",
+            "with memoryview(fd._holders) as view:  # mutant: the export ends with the block\n"
+            "    self.freeze.append(view)\n",
         ),
     ),
     scenario=Scenario(

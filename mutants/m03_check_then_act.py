@@ -4,12 +4,13 @@ from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
 
 
-def _then_ask_the_state(fd: str) -> str:
+def _then_ask_the_state() -> str:
     """What the mutant adds after each release's remove: nothing freezes the
     holders, so a remove never fails, and the release asks the state instead."""
     return (
-        f"if {fd}._state is not _OPEN:  # mutant: the state tells a release a close began\n"
-        f"    {fd}._release_closing()\n"
+        "holders.remove(tid)\n"
+        "if fd._closer is not None and fd._closer.freeze:  # mutant: the state says a close began\n"
+        "    fd._closer.release(fd)\n"
     )
 
 
@@ -37,9 +38,9 @@ MUTANT = Mutant(
             "rcfd/_fd.py",
             "holders = self._holders\ntry:\n    holders.insert(0, tid)\n",
             "holders = self._holders\n"
-            "if self._state is not _OPEN:  # mutant: check the state, ...\n"
-            '    _check_callable("do", "fn", fn)\n'
-            "    raise self._refused(holders)\n"
+            "if self.state is not State.OPEN:  # mutant: check the state, ...\n"
+            '    check_callable("do", "fn", fn)\n'
+            '    raise self._refused(holders, "do")\n'
             "try:\n"
             "    holders.insert(0, tid)  # mutant: ... then count, a second step\n",
         ),
@@ -47,40 +48,21 @@ MUTANT = Mutant(
             "rcfd/_fd.py",
             "holders = fd._holders\ntry:\n    holders.insert(0, tid)\n",
             "holders = fd._holders\n"
-            "if fd._state is not _OPEN:  # mutant: check the state, ...\n"
-            "    raise fd._refused(holders)\n"
+            "if fd.state is not State.OPEN:  # mutant: check the state, ...\n"
+            '    raise fd._refused(holders, "borrow")\n'
             "try:\n"
             "    holders.insert(0, tid)  # mutant: ... then count, a second step\n",
         ),
-        # The close commits CLOSING and trusts the borrows' check: no freeze.
+        # The close says CLOSING (a close record with a "freeze" that exports
+        # something else) and trusts the borrows' check: the holders stay unfrozen.
         Edit(
-            "rcfd/_fd.py",
-            "try:\n"
-            "    new.freeze.extend(map(memoryview, (holders,)))\n"
-            "finally:\n"
-            "    if new.freeze:\n"
-            "        self._state = transition.state\n"
-            "    else:\n"
-            "        self._closer = None\n",
-            "self._state = transition.state  # mutant: CLOSING is enough; no freeze\n",
+            "rcfd/_closing.py",
+            "self.freeze.extend(map(memoryview, (fd._holders,)))\n",
+            'self.freeze.append(memoryview(b"CLOSING"))  # mutant: a flag, no freeze\n',
         ),
         # Unfrozen holders never refuse a remove: a release asks the state instead.
-        Edit(
-            "rcfd/_fd.py",
-            "holders.remove(tid)\n",
-            "holders.remove(tid)\n" + _then_ask_the_state("self"),
-        ),
-        Edit(
-            "rcfd/_fd.py",
-            "self._holders.remove(tid)\n",
-            "self._holders.remove(tid)\n" + _then_ask_the_state("self"),
-            count=2,
-        ),
-        Edit(
-            "rcfd/_fd.py",
-            "fd._holders.remove(tid)\n",
-            "fd._holders.remove(tid)\n" + _then_ask_the_state("fd"),
-        ),
+        Edit("rcfd/_fd.py", "holders.remove(tid)\n", _then_ask_the_state(), count=3),
+        Edit("rcfd/_closing.py", "holders.remove(tid)\n", _then_ask_the_state()),
     ),
     scenario=Scenario(
         steps=(

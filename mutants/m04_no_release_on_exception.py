@@ -21,10 +21,9 @@ MUTANT = Mutant(
             "try:\n"
             "    result = fn(self._rawfd)\n"
             "except TypeError:\n"
-            '    _check_callable("do", "fn", fn)\n'
+            '    check_callable("do", "fn", fn)\n'
             "    raise\n"
-            "self._release(tid)  # mutant: after the call, not in a finally block\n"
-            "return result\n",
+            "self._release(tid)  # mutant: after the call, not in a finally block\n",
         ),
     ),
     scenario=Scenario(

@@ -22,11 +22,10 @@ MUTANT = Mutant(
             "    result = fn(self._rawfd)\n"
             "except Exception as exc:  # mutant: only Exceptions are cleaned up after\n"
             "    if isinstance(exc, TypeError):\n"
-            '        _check_callable("do", "fn", fn)\n'
+            '        check_callable("do", "fn", fn)\n'
             "    self._release(tid)\n"
             "    raise\n"
-            "self._release(tid)\n"
-            "return result\n",
+            "self._release(tid)\n",
         ),
     ),
     scenario=Scenario(

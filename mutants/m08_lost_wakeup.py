@@ -21,11 +21,13 @@ MUTANT = Mutant(
         Edit(
             "rcfd/_fd.py",
             DO_RELEASE,
+            "fd = self\n"
+            "try:\n"
             "    holders.remove(tid)\n"
             "except BufferError:\n"
-            "    closer = self._closer\n"
-            "    assert closer is not None\n"
-            "    closer.released += (tid,)  # mutant: the hot-path release forgets RUN_CLOSE\n",
+            "    closing = fd._closer\n"
+            "    assert closing is not None\n"
+            "    closing.released += (tid,)  # mutant: the hot-path release forgets RUN_CLOSE\n",
         ),
     ),
     scenario=Scenario(

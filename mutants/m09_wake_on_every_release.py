@@ -16,11 +16,13 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "if closer is None or self.borrow_count:\n    return\n",
-            "if closer is None or self.borrow_count:\n"
-            "    if closer is not None and closer.wakers:\n"
-            "        closer.wakers.pop(0)()  # mutant: wake the closer on any release\n"
+            "rcfd/_closing.py",
+            "with lock:\n    self._zero(fd, me)\nif self.claimer != me:\n    return\n",
+            "with lock:\n"
+            "    self._zero(fd, me)\n"
+            "if self.claimer != me:\n"
+            "    if self.wakers:\n"
+            "        self.wakers.pop(0)()  # mutant: wake the closer on any release\n"
             "    return\n",
         ),
     ),

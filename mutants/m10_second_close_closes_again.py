@@ -16,11 +16,12 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "        if not owner:\n            raise ClosedFDError(event, State.CLOSED)\n",
-            "        if not owner:\n"
-            "            self._close_func(self._rawfd)  # mutant: make sure it is closed\n"
-            "            raise ClosedFDError(event, State.CLOSED)\n",
+            "rcfd/_closing.py",
+            "if self.owner_waker is not waker:\n"
+            "    raise fd._error(Outcome.REFUSE_CLOSED, call)\n",
+            "if self.owner_waker is not waker:\n"
+            "    fd._close_func(fd._rawfd)  # mutant: make sure it is closed\n"
+            "    raise fd._error(Outcome.REFUSE_CLOSED, call)\n",
         ),
     ),
     scenario=Scenario(

@@ -17,13 +17,13 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "closer = waiting\ncloser.wakers.append(waker)\n",
-            "closer = waiting\nwaker()  # mutant: CLOSING is as good as CLOSED: do not wait\n",
+            "rcfd/_closing.py",
+            "current.wakers.append(waker)\n",
+            "waker()  # mutant: CLOSING is as good as CLOSED: do not wait\n",
         ),
     ),
     scenario=Scenario(
-        close_func="blocks",
+        close_func="pauses",
         steps=(
             Step("T1", "close"),
             Step("T2", "close"),

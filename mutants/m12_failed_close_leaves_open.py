@@ -16,12 +16,10 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "self._state = step(self._state, 0, 0, Event.FINISH).state\n",
-            'if closer.how == "close_failed":  # mutant: a failed close "can be retried"\n'
-            '    self._state, self._closer, self._holders = State.OPEN, None, array("L")\n'
-            "else:\n"
-            "    self._state = step(self._state, 0, 0, Event.FINISH).state\n",
+            "rcfd/_closing.py",
+            'self.error = exc\nself.how = "close_failed"\n',
+            'self.error = exc\nself.how = "close_failed"\n'
+            'fd._closer, fd._holders = None, array("L")  # mutant: "it can be retried"\n',
         ),
     ),
     scenario=Scenario(

@@ -16,9 +16,11 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "if closer is None or self.borrow_count:",
-            "if closer is None or self.borrow_count or not closer.owner_waiting:  # mutant",
+            "rcfd/_closing.py",
+            "with lock:\n    self._zero(fd, me)\n",
+            "with lock:\n"
+            "    if self.owner_waker is not None:  # mutant: no one to wake, nothing to do\n"
+            "        self._zero(fd, me)\n",
         ),
     ),
     scenario=Scenario(

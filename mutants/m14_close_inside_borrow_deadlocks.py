@@ -17,9 +17,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "step(self.state, self.borrow_count, self._borrows_of(_get_ident()), event)",
+            "self._borrows_of(me) > 0, in_close_func",
             # mutant: the caller's own borrows are not counted
-            "step(self.state, self.borrow_count, 0, event)",
+            "False, in_close_func",
         ),
     ),
     scenario=Scenario(

@@ -21,8 +21,8 @@ MUTANT = Mutant(
         ),
         Edit(
             "rcfd/_fd.py",
-            "self._state = opened\n",
-            "self._state = opened\n_LIVE.append(self)\n",
+            "self._holders = holders\n",
+            "self._holders = holders\n_LIVE.append(self)\n",
         ),
     ),
     scenario=Scenario(steps=(Step("-", "drop"),)),

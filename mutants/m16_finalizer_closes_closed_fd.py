@@ -8,8 +8,9 @@ MUTANT = Mutant(
     title="the finalizer closes an FD that close() already closed",
     guarantees=(1, 9),
     explanation=(
-        "__del__ decides by 'is there a number?' (rawfd >= 0) instead of by the "
-        "state, and close() does not reset the number. An FD closed properly is "
+        "The finalizer decides by 'is there a number?' (rawfd >= 0) instead of by "
+        "the state, in its quick check and in its locked decision alike, and close() "
+        "does not reset the number. An FD closed properly is "
         "closed a second time when it is collected, possibly seconds later, when the "
         "number belongs to some other file: the nastiest kind of double close, far "
         "from its cause."
@@ -17,11 +18,13 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "transition = step(state, running, 0, _finalize)",
-            "transition = step(  # mutant: 'a number is set, so close it'\n"
-            "            _OPEN if self._rawfd >= 0 else state,\n"
-            "            running, 0, _finalize,\n"
-            "        )",
+            "if self._holders is no_borrows or self._closer is not None:",
+            "if self._holders is no_borrows or self._rawfd < 0:  # mutant: 'a number is set'",
+        ),
+        Edit(
+            "rcfd/_closing.py",
+            'if fd._step(Event.FINALIZE, "finalizer") is Outcome.IGNORE:',
+            "if fd._rawfd < 0:  # mutant: 'a number is set, so close it'",
         ),
     ),
     scenario=Scenario(

@@ -23,15 +23,15 @@ MUTANT = Mutant(
         Edit(
             "rcfd/_fd.py",
             "except BufferError:\n"
-            '    _check_callable("do", "fn", fn)\n'
-            "    raise self._refused(holders) from None\n",
+            '    check_callable("do", "fn", fn)\n'
+            '    raise self._refused(holders, "do") from None\n',
             "except BufferError:\n"
-            '    _check_callable("do", "fn", fn)\n'
-            "    closer = self._closer\n"
-            "    if closer is not None:  # mutant: give back the borrow (none was taken)\n"
-            "        closer.released += (tid,)\n"
-            "        self._release_closing()\n"
-            "    raise self._refused(holders) from None\n",
+            '    check_callable("do", "fn", fn)\n'
+            "    closing = self._closer\n"
+            "    if closing is not None:  # mutant: give back the borrow (none was taken)\n"
+            "        closing.released += (tid,)\n"
+            "        closing.release(self)\n"
+            '    raise self._refused(holders, "do") from None\n',
         ),
     ),
     scenario=Scenario(

@@ -17,9 +17,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "self._step(Event.TRACK)\nself._registry = registry\n",
+            'self._step(Event.TRACK, "track_lifetime")\nself._registry = registry\n',
             "self._registry = registry  # mutant: assigned before the check\n"
-            "self._step(Event.TRACK)\n",
+            'self._step(Event.TRACK, "track_lifetime")\n',
         ),
     ),
     scenario=Scenario(

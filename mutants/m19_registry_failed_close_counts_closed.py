@@ -15,9 +15,9 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            'closer.how = "close_failed"',
-            'closer.how = "closed"  # mutant: a close is a close',
+            "rcfd/_closing.py",
+            'self.how = "close_failed"',
+            'self.how = "closed"  # mutant: a close is a close',
         ),
     ),
     scenario=Scenario(close_func="raises", steps=(Step("T1", "close"),)),

@@ -23,22 +23,20 @@ MUTANT = Mutant(
         # Two protections, both removed: nobody claims the close, and the
         # close is not marked as done before close_func is called.
         Edit(
-            "rcfd/_fd.py",
-            "if closer.claimed and closer.runner != me:",
-            "if False:  # mutant: nobody claims the close",
+            "rcfd/_closing.py",
+            "if self.stage is not Stage.DRAINING or fd.borrow_count:",
+            "if fd.borrow_count:  # mutant: nobody claims the close: every zero runs it",
         ),
         Edit(
-            "rcfd/_fd.py",
-            'closer.how = "closed"  # set before the call: close_func runs at most once\n'
+            "rcfd/_closing.py",
+            'self.how = "closed"\ntry:\n    fd._close_func(fd._rawfd)\n',
             "try:\n"
-            "    self._close_func(self._rawfd)\n",
-            "try:\n"
-            "    self._close_func(self._rawfd)\n"
-            '    closer.how = "closed"  # mutant: marked after the call\n',
+            "    fd._close_func(fd._rawfd)\n"
+            '    self.how = "closed"  # mutant: marked after the call\n',
         ),
     ),
     scenario=Scenario(
-        close_func="blocks",
+        close_func="pauses",
         steps=(
             Step("T1", "borrow"),
             Step("T2", "borrow"),

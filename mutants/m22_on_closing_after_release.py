@@ -16,21 +16,13 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "on_closing = self._on_closing\nif owner and on_closing is not None:\n",
-            "if owner:  # mutant: give the closer's borrow back first\n"
-            "    closer.released += (tid,)\n"
-            "    self._release_closing()\n"
-            "on_closing = self._on_closing\n"
-            "if owner and on_closing is not None:\n",
-        ),
-        Edit(
-            "rcfd/_fd.py",
-            "finally:\n    if owner:\n        try:\n            self._holders.remove(tid)\n",
-            "finally:\n"
-            "    if False:  # mutant: released above\n"
-            "        try:\n"
-            "            self._holders.remove(tid)\n",
+            "rcfd/_closing.py",
+            "if new.owner_borrowed and on_closing is not None:\n    on_closing(fd._rawfd)\n",
+            "if new.owner_borrowed and on_closing is not None:\n"
+            "    new.owner_borrowed = False  # mutant: give the closer's borrow back first\n"
+            "    new.released += (me,)\n"
+            "    new.release(fd)\n"
+            "    on_closing(fd._rawfd)\n",
         ),
     ),
     scenario=Scenario(steps=(Step("T1", "close"),)),

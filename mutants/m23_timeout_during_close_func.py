@@ -16,20 +16,14 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "close_func_runs = not self.borrow_count\n"
-            "if close_func_runs and isinstance(exc, TimeoutError):\n"
-            "    return True\n",
-            "# mutant: the deadline is final, even when no borrow is left\n",
-        ),
-        Edit(
-            "rcfd/_fd.py",
-            "if closer.done:\n    if isinstance(exc, TimeoutError):\n        return True\n",
-            "if closer.done:\n    pass  # mutant: the deadline is final\n",
+            "rcfd/_closing.py",
+            "duty = close_step(self.stage, CloseEvent.GIVE_UP, fd.borrow_count, timed_out, False)",
+            "duty = close_step(self.stage, CloseEvent.GIVE_UP, fd.borrow_count, False, False)"
+            "  # mutant: the deadline is final",
         ),
     ),
     scenario=Scenario(
-        close_func="blocks",
+        close_func="pauses",
         steps=(
             Step("T1", "borrow"),
             Step("T2", "close", timeout=2.0),

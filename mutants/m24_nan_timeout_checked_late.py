@@ -16,8 +16,8 @@ MUTANT = Mutant(
     ),
     edits=(
         Edit(
-            "rcfd/_fd.py",
-            "if math.isnan(timeout) or timeout < 0:",
+            "rcfd/_checks.py",
+            "if timeout < 0 or (isinstance(timeout, float) and math.isnan(timeout)):",
             "if timeout < 0:  # mutant: NaN passes",
         ),
     ),

@@ -25,16 +25,18 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "_check_init(rawfd, close_func, on_closing)\n"
+            'check_init("init", rawfd, close_func, on_closing)\n'
             "with _SHARED_LOCK:\n"
             "    self._init(rawfd, close_func, on_closing)\n",
-            "_check_init(rawfd, close_func, on_closing)\n"
+            'check_init("init", rawfd, close_func, on_closing)\n'
             "self._init(rawfd, close_func, on_closing)  # mutant: UNINIT, so no lock\n",
         ),
         Edit(
             "rcfd/_fd.py",
-            "_check_registry(registry)\nwith _SHARED_LOCK:\n    self._track(registry)\n",
-            "_check_registry(registry)\nself._track(registry)  # mutant: UNINIT, so no lock\n",
+            'check_registry("track_lifetime", registry)\nwith _SHARED_LOCK:\n'
+            "    self._track(registry)\n",
+            'check_registry("track_lifetime", registry)\n'
+            "self._track(registry)  # mutant: UNINIT, so no lock\n",
         ),
     ),
     scenario=Scenario(

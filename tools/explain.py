@@ -4,8 +4,10 @@ Applies the mutant to a copy of the tree, replays the mutant's scenario
 (mutants/<module>.py) against the mutated FD with real threads driven one
 step at a time (mutants/_harness.py), and prints one row per step, one column
 per thread, the FD's state and borrow count after the step, how often
-close_func ran, and which guarantee broke. `--original` also replays the same
-steps on the unmutated code, to compare.
+close_func ran, and what broke (model.guarantees' checks over the replay's
+history), then every event of that history. `--original` also replays the
+same steps on the unmutated code, to compare; `--events` prints the events
+also when nothing broke.
 """
 
 from __future__ import annotations
@@ -28,18 +30,17 @@ from mutants._mutant import Mutant, apply  # noqa: E402
 from tools.mutation import assert_uses_copy, copy_tree, environment  # noqa: E402
 
 
-def render(result: Replay) -> str:
-    threads = list(result.threads)
-    if any("gc" in row.cells for row in result.rows):
-        threads.append("gc")
-    header = ["#", *[("harness" if t == "gc" else t) for t in threads]]
-    header += ["state", "borrows", "close_func", "broken"]
+def render(result: Replay, events: bool = False) -> str:
+    seen = {who for row in result.rows for who in row.cells}
+    threads = [t for t in (*result.threads, "T0", "child", "gc", "harness") if t in seen]
+    threads = list(dict.fromkeys([*result.threads, *threads]))
+    header = ["#", *threads, "state", "borrows", "close_func", "broken"]
     rows = [header]
     for row in result.rows:
         step = "end" if row.step > result.steps else str(row.step)
         cells = [step, *[row.cells.get(t, "") for t in threads]]
-        broken = "; ".join(dict.fromkeys(row.cells.get("!", "").split("; "))).strip("; ")
-        cells += [row.state, row.borrows, row.close_func, broken.replace("guarantee ", "G")]
+        broken = sum(1 for v in result.violations if v.step == row.step)
+        cells += [row.state, row.borrows, row.close_func, f"{broken} (below)" if broken else ""]
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     out = [
@@ -47,21 +48,21 @@ def render(result: Replay) -> str:
     ]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     lines = ["\n".join(out), ""]
-    if result.violations:
-        for v in result.violations:
-            where = "at the end" if v.step > result.steps else f"at step {v.step}"
-            lines.append(f"BROKEN {where}: guarantee {v.guarantee}, {GUARANTEES[v.guarantee]}:")
-            lines.append(f"    {v.message}")
-    else:
+    for v in result.violations:
+        where = "at the end" if v.step > result.steps else f"at step {v.step}"
+        lines.append(f"BROKEN {where}: {v.message}")
+    if not result.violations:
         lines.append("no guarantee broken")
+    if events or result.violations:
+        lines += ["", "every event (the #n above), with the FD's state after it:", result.timeline]
     return "\n".join(lines)
 
 
-def inside(name: str) -> int:
+def inside(name: str, events: bool) -> int:
     """Run in the (mutated or not) copy: replay and print the timeline."""
     mutant = find(name)
     result = replay(mutant.scenario, wait=5.0)
-    print(render(result))
+    print(render(result, events))
     return 0
 
 
@@ -74,9 +75,10 @@ def the_change(mutant: Mutant, tree: Path) -> str:
     return "".join(diffs)
 
 
-def replay_in(tree: Path, name: str) -> str:
+def replay_in(tree: Path, name: str, events: bool = False) -> str:
     proc = subprocess.run(
-        [sys.executable, str(tree / "tools" / "explain.py"), "--inside", name],
+        [sys.executable, str(tree / "tools" / "explain.py"), "--inside", name]
+        + ["--events"] * events,
         cwd=tree, env=environment(tree), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -89,6 +91,7 @@ def main() -> int:
     parser.add_argument("name", nargs="?", help="the mutant (tools/mutation.py --list)")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--original", action="store_true", help="also replay unmutated code")
+    parser.add_argument("--events", action="store_true", help="also print every event")
     args = parser.parse_args()
     if not args.name:
         print("usage: make explain MUTANT=<name>; the catalog:")
@@ -96,7 +99,7 @@ def main() -> int:
             print(f"  {m.name:40} {m.title}")
         return 2
     if args.inside:
-        return inside(args.name)
+        return inside(args.name, args.events)
     mutant = find(args.name)
     wrap = textwrap.TextWrapper(width=88)
     print(f"mutant {mutant.name}: {mutant.title}")
@@ -111,11 +114,11 @@ def main() -> int:
         print("\nthe change:\n")
         print(textwrap.indent(the_change(mutant, tree), "    "))
         print("timeline (real threads, one step at a time; state and borrows after the step):\n")
-        print(replay_in(tree, mutant.name))
+        print(replay_in(tree, mutant.name, args.events))
         if args.original:
             clean = copy_tree(Path(tmp) / "original")
             print("the same steps on the unmutated rcfd:\n")
-            print(replay_in(clean, mutant.name))
+            print(replay_in(clean, mutant.name, args.events))
     return 0
 
 
