@@ -17,8 +17,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            'self._step(Event.TRACK, "track_lifetime")\nself._registry = registry\n',
-            "self._registry = registry  # mutant: assigned before the check\n"
+            'self._step(Event.TRACK, "track_lifetime")\n'
+            "self._extras = _Extras(registry, None)\n",
+            "self._extras = _Extras(registry, None)  # mutant: assigned before the check\n"
             'self._step(Event.TRACK, "track_lifetime")\n',
         ),
     ),
