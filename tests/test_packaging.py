@@ -49,3 +49,14 @@ def test_license_is_a_pep_639_expression() -> None:
     assert meta["license-files"] == ["LICENSE"] and (ROOT / "LICENSE").is_file()
     # PEP 639: the expression replaces license classifiers (setuptools warns on both).
     assert not [c for c in meta["classifiers"] if c.startswith("License ::")]
+
+
+def test_the_exploration_that_verify_runs_apart_exists() -> None:
+    # verify runs the interleaving exploration as a check of its own and deselects
+    # it from its unit tests; the Makefile deselects it from `make quick`. A renamed
+    # test would silently run twice in verify (or slow quick down): fail instead.
+    from tools.verify import EXPLORATION
+
+    path, name = EXPLORATION.split("::")
+    assert f"\ndef {name}(" in (ROOT / path).read_text()
+    assert f"EXPLORATION := {EXPLORATION}\n" in (ROOT / "Makefile").read_text()
