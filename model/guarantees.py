@@ -166,42 +166,44 @@ def violations(m: FDModel) -> list[str]:
 
 # -- the same guarantees over what a real FD did (model.history) ---------------
 #
-# One check per guarantee, each over a Run: the History of one run parsed into
-# its calls, fns and callbacks (Frames, nested per thread as they ran) and its
-# borrows (Holds, when rcfd's seam logged them). Every check is sound for any
-# timing: it reads only the order of events, which each one's logger saw after
-# (hold, fn, close_func) or before (call) the effect it names. A message
-# starts with the event it points at, so a failure reads as a counterexample
-# against History.timeline().
+# One check per guarantee over a Run: the History parsed into its calls, fns
+# and callbacks (Frames, nested per thread as they ran) and its borrows (Holds,
+# when rcfd's seam logged them). A check reads only the order of events, each
+# logged after (hold, fn, close_func) or before (call) the effect it names, so
+# it is sound under any timing. Each message starts with the event it points
+# at ("at #12"): a failure reads as a counterexample against the timeline.
 
-CLOSES = ("close", "detach")
-BORROWS = ("begin_borrow", "hold_borrow", "dup")
+CLOSES, BORROWS = ("close", "detach"), ("begin_borrow", "hold_borrow", "dup")
 CHANGES = ("hold", "unhold", "holders", "freeze", "finish", "close_func", "on_closing")
 ORDER = ("UNINIT", "OPEN", "CLOSING", "CLOSED")
+_REFUSED = frozenset({ERR_CLOSED, ERR_UNINIT, ERR_INVALID})
+_INSIDE = frozenset({ERR_CLOSE_IN_BORROW, ERR_CLOSE_IN_CLOSE_FUNC})
 # What each call may end with (specs/rcfd.md, Errors); fn's, close_func's and
 # on_closing's own exceptions come on top, for the calls that propagate them.
 RESULTS: dict[str, frozenset[str]] = {
-    "begin_borrow": frozenset({OK_FN, ERR_CLOSED, ERR_UNINIT, ERR_INVALID}),
-    "hold_borrow": frozenset({OK, ERR_CLOSED, ERR_UNINIT}),
-    "dup": frozenset({OK_DUP, ERR_CLOSED, ERR_UNINIT, ERR_INVALID}),
-    "close": frozenset({OK, ERR_CLOSED, ERR_UNINIT, ERR_TIMEOUT, ERR_INVALID})
-    | {ERR_CLOSE_IN_BORROW, ERR_CLOSE_IN_CLOSE_FUNC},
-    "detach": frozenset({OK_RAWFD, ERR_CLOSED, ERR_UNINIT, ERR_CLOSE_IN_BORROW})
-    | {ERR_CLOSE_IN_CLOSE_FUNC},
+    "begin_borrow": _REFUSED | {OK_FN},
+    "hold_borrow": _REFUSED | {OK},
+    "dup": _REFUSED | {OK_DUP},
+    "close": _REFUSED | _INSIDE | {OK, ERR_TIMEOUT},
+    "detach": _REFUSED | _INSIDE | {OK_RAWFD},
     "init": frozenset({OK, ERR_MULTIPLE_INIT, ERR_CLOSED, ERR_INVALID}),
     "track_lifetime": frozenset({OK, ERR_MULTIPLE_INIT, ERR_INVALID}),
     "copy": frozenset({ERR_INVALID}),  # an FD owns its number: copies are refused
-    **{call: frozenset({OK}) for call in ("release_held", "drop", "finalizer", "fork")},
+    **dict.fromkeys(("release_held", "drop", "finalizer", "fork"), frozenset({OK})),
 }
-# A call made from inside close_func or on_closing (on its thread) is refused at
+
+
+def _inside(close: str) -> dict[str, str]:
+    both = {"init": ERR_CLOSED, "track_lifetime": ERR_MULTIPLE_INIT}
+    return {"close": close, "detach": close, **dict.fromkeys(BORROWS, ERR_CLOSED), **both}
+
+
+# A call from inside close_func or on_closing (on its thread) is refused at
 # once: waiting would wait for the callback, that is for itself (guarantee 6).
-INSIDE: dict[str, dict[str, str]] = {
-    "close_func": {"close": ERR_CLOSE_IN_CLOSE_FUNC, "detach": ERR_CLOSE_IN_CLOSE_FUNC},
-    "on_closing": {"close": ERR_CLOSE_IN_BORROW, "detach": ERR_CLOSE_IN_BORROW},
+INSIDE = {
+    "close_func": _inside(ERR_CLOSE_IN_CLOSE_FUNC),
+    "on_closing": _inside(ERR_CLOSE_IN_BORROW),
 }
-for _inside in INSIDE.values():
-    _inside.update(dict.fromkeys(BORROWS, ERR_CLOSED), init=ERR_CLOSED)
-    _inside["track_lifetime"] = ERR_MULTIPLE_INIT
 
 
 @dataclass
@@ -212,7 +214,7 @@ class Frame:
     who: str
     begin: int
     detail: str  # a call's own words: "close(0.5)", "init(rawfd=7)"
-    state: str  # observed at `begin`
+    state: str  # observed at `begin` ("" unknown)
     parent: Frame | None  # the frame of the same thread it runs inside
     holds: int  # the thread's borrows (Holds) when it began
     end: int | None = None
@@ -251,16 +253,14 @@ class Run:
     """A History parsed: frames, holds, and where the close began."""
 
     def __init__(self, history: History) -> None:
-        self.h = history
-        self.ev = list(history.events)
+        self.h, self.ev = history, list(history.events)
         self.frames: list[Frame] = []
         self.holds: list[Hold] = []
         self.problems: list[str] = []  # found while parsing: a release of nothing, ...
-        self.count_off: int | None = None  # the first event whose count the log does not explain
         stacks: dict[str, list[Frame]] = {}
         held: dict[str, list[Hold]] = {}
         ends = {"return": "call", "fn_end": "fn", "close_func_end": "close_func"}
-        ends["on_closing_end"] = "on_closing"
+        miscounted = False
         for i, ev in enumerate(self.ev):
             stack, mine = stacks.setdefault(ev.who, []), held.setdefault(ev.who, [])
             state = "" if ev.state == "GONE" else ev.state  # dropped: no FD to observe
@@ -268,8 +268,8 @@ class Run:
                 parent = stack[-1] if stack else None
                 stack.append(Frame(ev.what, ev.who, i, ev.detail, state, parent, len(mine)))
                 self.frames.append(stack[-1])
-            elif ev.what in ends:
-                if not stack or stack[-1].what != ends[ev.what]:
+            elif ev.what in ends or ev.what == "on_closing_end":
+                if not stack or stack[-1].what != ends.get(ev.what, "on_closing"):
                     self.problems.append(f"at #{i}: {ev.who}: {ev.what} without its beginning")
                     continue
                 frame = stack.pop()
@@ -277,27 +277,18 @@ class Run:
             elif ev.what == "hold":
                 mine.append(Hold(ev.who, i, state))
                 self.holds.append(mine[-1])
+            elif ev.what == "unhold" and not mine:
+                self.problems.append(f"at #{i}: {ev.who} released a borrow it did not hold")
             elif ev.what == "unhold":
-                if not mine:
-                    self.problems.append(f"at #{i}: {ev.who} released a borrow it did not hold")
-                else:
-                    mine.pop().end = i
+                mine.pop().end = i
             counted = sum(map(len, held.values()))
-            if (
-                history.seam
-                and ev.borrows >= 0
-                and ev.borrows != counted
-                and self.count_off is None
-            ):
-                self.count_off = i
-                self.problems.append(
-                    f"at #{i}: borrow_count={ev.borrows}, but the log has {counted} borrow(s) "
-                    "held: a change of the count went unlogged (borrow count exact)"
-                )
+            if history.seam and 0 <= ev.borrows != counted and not miscounted:
+                miscounted = True  # reported once: every later line would repeat it
+                self.problems.append(f"at #{i}: borrow_count={ev.borrows}, but the log has "
+                                     f"{counted} borrow(s) held: a change of the count went "
+                                     "unlogged (borrow count exact)")  # fmt: skip
         self.freezes = [i for i, ev in enumerate(self.ev) if ev.what == "freeze"]
-        marks = self.freezes or [
-            f.begin for f in self.frames if f.what != "call" and f.what != "fn"
-        ]
+        marks = self.freezes or [f.begin for f in self.frames if f.what not in ("call", "fn")]
         self.close_began: int | None = min(marks, default=None)
 
     def calls(self, *names: str) -> list[Frame]:
@@ -317,20 +308,25 @@ class Run:
 
     def owner(self) -> Frame | None:
         """The call that began the close: the one open on the freezing thread."""
-        if not self.freezes:
-            return None
-        at = self.freezes[0]
-        open_calls = [f for f in self.calls() if f.who == self.ev[at].who and f.open_at(at)]
-        return open_calls[-1] if open_calls else None
+        at = self.freezes[0] if self.freezes else -1
+        mine = [f for f in self.calls() if at >= 0 and f.who == self.ev[at].who and f.open_at(at)]
+        return mine[-1] if mine else None
 
     def opened(self) -> str | None:
         """The number the first successful init opened the FD with."""
         found = [re.search(r"rawfd=(\d+)", f.detail) for f in self.calls("init") if f.result == OK]
         return found[0][1] if found and found[0] else None
 
+    def opener(self) -> str:
+        """Who made the first successful init (whose close_func the FD holds)."""
+        return next((f.who for f in self.calls("init") if f.result == OK), "")
+
     def raised(self, what: str) -> set[str]:
         """What close_func or on_closing raised, as result words."""
         return {f.result.removeprefix("raised ") for f in self.of(what) if f.result}
+
+    def handed_over(self) -> bool:
+        return any(d.result == OK_RAWFD for d in self.calls("detach"))
 
 
 def seen_state_moves(r: Run) -> list[str]:  # states are entered once, in order
@@ -342,35 +338,39 @@ def seen_state_moves(r: Run) -> list[str]:  # states are entered once, in order
             elif r.h.seam and ev.state != "OPEN" and not any(f <= i for f in r.freezes):
                 found.append(f"at #{i}: {ev.state} before any close froze the holders")
             last = ev.state
-    found += [f"at #{i}: a close began that did not freeze the holders: borrows are not refused "
-              "(guarantee 2)" for i in r.freezes if r.ev[i].detail == "not frozen"]  # fmt: skip
-    found += [f"at #{i}: a second close began (two owners): transitions must be ordered by "
-              "one lock (guarantee 5)" for i in r.freezes[1:]]  # fmt: skip
+    for i in r.freezes:
+        if r.ev[i].detail == "not frozen":
+            found.append(f"at #{i}: a close began that did not freeze the holders: borrows "
+                         "are not refused (guarantee 2)")  # fmt: skip
+        if i != r.freezes[0]:
+            found.append(f"at #{i}: a second close began (two owners): transitions must be "
+                         "ordered by one lock (guarantee 5)")  # fmt: skip
     return found
 
 
 def seen_close_func_once_never_under_a_borrow(r: Run) -> list[str]:  # guarantee 1
-    found = []
+    found, opened = [], r.opened()
+    handed = [d.end for d in r.calls("detach") if d.result == OK_RAWFD and d.end is not None]
     for n, f in enumerate(r.of("close_func")):
+        at = f"at #{f.begin}: close_func"
         if n:
-            found.append(f"at #{f.begin}: close_func called a second time, by {f.who}")
+            found.append(f"{at} called a second time, by {f.who}")
         if running := r.running(f.begin):
-            found.append(f"at #{f.begin}: close_func called while borrows run: {running}")
+            found.append(f"{at} called while borrows run: {running}")
         if any(g.open_at(f.begin) for g in r.of("on_closing")):
-            found.append(f"at #{f.begin}: close_func called while on_closing runs")
+            found.append(f"{at} called while on_closing runs")
         if f.state and f.state != "CLOSING":
-            found.append(f"at #{f.begin}: close_func called in state {f.state}, not CLOSING")
-        opened = r.opened()
+            found.append(f"{at} called in state {f.state}, not CLOSING")
         if opened is not None and f.detail.split()[0] != f"rawfd={opened}":
-            found.append(
-                f"at #{f.begin}: close_func got {f.detail}, but init opened rawfd={opened}"
-            )
-        handed = [d for d in r.calls("detach") if d.result == OK_RAWFD and d.end is not None]
-        found += [f"at #{f.begin}: close_func closed the number {d} handed back" for d in handed
-                  if d.end is not None and d.end < f.begin]  # fmt: skip
-    first = min((f.begin for f in r.of("close_func")), default=None)
+            found.append(f"{at} got {f.detail}, but init opened rawfd={opened}")
+        if " by " in f.detail and not f.detail.endswith(f" by {r.opener()}'s"):
+            found.append(f"{at} {f.detail}, but {r.opener()}'s init opened the FD: only its "
+                         "close_func closes it")  # fmt: skip
+        if any(i < f.begin for i in handed):
+            found.append(f"{at} closed the number a detach had handed back")
+    first = min((f.begin for f in r.of("close_func")), default=len(r.ev))
     found += [f"at #{f.begin}: {f.who}'s fn runs after close_func started (guarantees 1, 2)"
-              for f in r.of("fn") if first is not None and f.begin > first]  # fmt: skip
+              for f in r.of("fn") if f.begin > first]  # fmt: skip
     closed = next((i for i, ev in enumerate(r.ev) if ev.state == "CLOSED"), None)
     if closed is not None and (running := r.running(closed)):
         found.append(f"at #{closed}: CLOSED while borrows run: {running}")
@@ -380,15 +380,12 @@ def seen_close_func_once_never_under_a_borrow(r: Run) -> list[str]:  # guarantee
 def seen_no_borrow_after_close_began(r: Run) -> list[str]:  # guarantee 2
     found, opened = [], r.opened()
     for f in r.of("fn"):
-        mine = [h for h in r.holds if h.who == f.who and h.open_at(f.begin)]
-        call = f.parent or f
+        mine, call = [h for h in r.holds if h.who == f.who and h.open_at(f.begin)], f.parent or f
         if r.h.seam and not mine:
             found.append(f"at #{f.begin}: {f.who}'s fn runs without a borrow (guarantee 1)")
         elif r.h.seam and mine[-1].state != "OPEN":
-            found.append(
-                f"at #{f.begin}: {f.who}'s fn runs under a borrow taken in "
-                f"{mine[-1].state} (#{mine[-1].begin}): only an OPEN FD lends its number"
-            )
+            found.append(f"at #{f.begin}: {f.who}'s fn runs under a borrow taken in "
+                         f"{mine[-1].state} (#{mine[-1].begin}): only an OPEN FD lends its number")
         elif r.close_began is not None and call.begin > r.close_began:
             found.append(f"at #{f.begin}: {call} began after the close did, yet its fn runs")
         if opened is not None and f.detail != f"rawfd={opened}":
@@ -404,42 +401,33 @@ def seen_no_borrow_after_close_began(r: Run) -> list[str]:  # guarantee 2
 
 def seen_borrows_released_however_fn_exits(r: Run) -> list[str]:  # guarantee 3
     found = list(r.problems)
-    if r.h.seam:
-        for c in r.calls():
-            mine = sum(1 for h in r.holds if h.who == c.who and h.open_at(c.end or len(r.ev)))
-            if c.end is not None and c.call != "hold_borrow" and mine > c.holds:
-                found.append(
-                    f"at #{c.end}: {c} returned with {mine - c.holds} borrow(s) it took "
-                    "still counted: no release was logged"
-                )
+    for c in r.calls() if r.h.seam else ():
+        mine = sum(1 for h in r.holds if h.who == c.who and h.open_at(c.end or len(r.ev)))
+        if c.end is not None and c.call != "hold_borrow" and mine > c.holds:
+            found.append(f"at #{c.end}: {c} returned with {mine - c.holds} borrow(s) it took "
+                         "still counted: no release was logged")
     return found
 
 
 def seen_closers_return_after_close_func(r: Run) -> list[str]:  # guarantees 4 and 5
-    found, owner = [], r.owner()
-    finished = [i for i, ev in enumerate(r.ev) if ev.what == "finish"]
-    handed = any(d.result == OK_RAWFD for d in r.calls("detach"))
+    found, owner, handed = [], r.owner(), r.handed_over()
+    finished = [i for i, ev in r.events("finish")]
     for c in r.calls(*CLOSES):
-        if (
-            c.end is None
-            or c.result in REFUSALS - {ERR_CLOSED}
-            or c.result in (ERR_TIMEOUT, ERR_ON_CLOSING)
-        ):
+        if c.end is None or c.result in REFUSALS - {ERR_CLOSED} | {ERR_TIMEOUT, ERR_ON_CLOSING}:
             continue
+        said = f"at #{c.end}: {c} returned {c.result}"
         if c.end_state and c.end_state != "CLOSED":
-            found.append(f"at #{c.end}: {c} returned {c.result} while the FD is {c.end_state}")
+            found.append(f"{said} while the FD is {c.end_state}")
         ran = [f for f in r.of("close_func") if f.begin < c.end]
         if any(f.end is None or f.end > c.end for f in ran):
-            found.append(f"at #{c.end}: {c} returned {c.result} while close_func still runs")
+            found.append(f"{said} while close_func still runs")
         if (r.h.seam and not any(i < c.end for i in finished)) or not (ran or handed or r.h.seam):
-            found.append(f"at #{c.end}: {c} returned {c.result}, but the close never finished")
+            found.append(f"{said}, but the close never finished")
         if running := r.running(c.end):
-            found.append(f"at #{c.end}: {c} returned while borrows still run: {running}")
+            found.append(f"{said} while borrows still run: {running}")
         if owner is not None and c is not owner and c.result in (OK, OK_RAWFD):
-            found.append(
-                f"at #{c.end}: {c} returned {c.result}, but {owner} began the close: "
-                "it must wait for it, then raise ClosedFDError"
-            )
+            found.append(f"{said}, but {owner} began the close: it must wait for it, then "
+                         "raise ClosedFDError")
         want = OK_RAWFD if c.call == "detach" else ERR_CLOSE_FUNC if r.raised("close_func") else OK
         if c is owner and c.result != want:
             found.append(f"at #{c.end}: {c} began the close, so it must return {want}")
@@ -457,13 +445,10 @@ def seen_close_inside_a_borrow_or_callback_is_refused(r: Run) -> list[str]:  # g
             found.append(f"at #{c.begin}: {c} holds a borrow, yet ended {c.result or 'never'}")
         elif r.h.seam and c.result == ERR_CLOSE_IN_BORROW and not in_borrow and not callback:
             found.append(f"at #{c.end}: {c} was refused as inside a borrow, but holds none")
-        if callback is not None and c.call in INSIDE[callback.what]:
-            want = INSIDE[callback.what][c.call]
-            if c.result != want and not (in_borrow and c.result == ERR_CLOSE_IN_BORROW):
-                found.append(
-                    f"at #{c.begin}: {c} from inside {callback.what} ended "
-                    f"{c.result or 'never'}, not {want} at once"
-                )
+        want = INSIDE[callback.what].get(c.call) if callback is not None else None
+        if want and c.result != want and not (in_borrow and c.result == ERR_CLOSE_IN_BORROW):
+            found.append(f"at #{c.begin}: {c} from inside {callback and callback.what} ended "
+                         f"{c.result or 'never'}, not {want} at once")
     return found
 
 
@@ -471,11 +456,11 @@ def seen_close_func_error_reaches_its_closer(r: Run, ended: bool = False) -> lis
     """close_func's error reaches the closer that began the close, or (nobody
     waits for it any more) a RuntimeWarning: never both, and by the end one."""
     raised = sum(1 for f in r.of("close_func") if f.result)
-    received = sum(1 for c in r.calls(*CLOSES) if c.result in r.raised("close_func"))
-    received += sum(1 for _, ev in r.events("warning") if "close_func raised" in ev.detail)
-    if received > raised or (ended and received < raised):
-        return [f"close_func raised {raised}x, and {received} closer(s) or RuntimeWarning(s) "
-                "got it: exactly one must get each, the closer that began the close"]  # fmt: skip
+    got = sum(1 for c in r.calls(*CLOSES) if c.result in r.raised("close_func"))
+    got += sum(1 for _, ev in r.events("warning") if "close_func raised" in ev.detail)
+    if got > raised or (ended and got < raised):
+        return [f"close_func raised {raised}x, and {got} closer(s) or RuntimeWarning(s) got "
+                "it: exactly one must get each, the closer that began the close"]  # fmt: skip
     return []
 
 
@@ -489,36 +474,29 @@ def seen_timeouts_only_while_borrows_run(r: Run) -> list[str]:  # guarantee 8
         if r.h.seam and not others and (c is owner or c.state == "CLOSING"):
             found.append(f"at #{c.end}: {c} timed out, yet no borrow ran when it began waiting")
         timeout = re.search(r"\(([\d.]+)\)", c.detail)
-        deadline = r.ev[c.begin].at + float(timeout[1]) if timeout else None
-        entered = [f for f in r.of("close_func") if deadline and r.ev[f.begin].at < deadline]
-        if entered:
-            found.append(
-                f"at #{c.end}: {c} timed out, but close_func began before its deadline "
-                f"(#{entered[0].begin}): the timeout bounds the borrows, not close_func"
-            )
+        deadline = r.ev[c.begin].at + float(timeout[1]) if timeout else -1.0
+        found += [f"at #{c.end}: {c} timed out, but close_func began before its deadline "
+                  f"(#{f.begin}): the timeout bounds the borrows, not close_func"
+                  for f in r.of("close_func")[:1] if r.ev[f.begin].at < deadline]  # fmt: skip
     return found
 
 
 def seen_finalizer_closes_a_dropped_fd(r: Run) -> list[str]:  # guarantee 9
-    found = []
-    warned = [i for i, ev in r.events("warning") if "ResourceWarning" in ev.detail]
+    found, warned = [], [i for i, ev in r.events("warning") if "ResourceWarning" in ev.detail]
     found_open = sum(1 for f in r.calls("finalizer") if f.state == "OPEN")
     for i, ev in r.events("drop"):
-        later = [w for w in warned if w > i]
+        later, found_open = [w for w in warned if w > i], found_open + (ev.detail == "OPEN")
         if ev.detail == "OPEN" and not any(f.begin > i for f in r.of("close_func")):
             found.append(f"at #{i}: the FD was dropped OPEN, and its finalizer never closed it")
         elif ev.detail == "OPEN" and not later:
             found.append(f"at #{i}: the finalizer closed the dropped FD without a ResourceWarning")
         elif ev.detail != "OPEN" and later:
             found.append(f"at #{later[0]}: a ResourceWarning for an FD dropped {ev.detail}")
-        found_open += ev.detail == "OPEN"
     if len(warned) > found_open:
-        found.append(
-            f"at #{warned[-1]}: {len(warned)} ResourceWarning(s), but only "
-            f"{found_open} finalizer(s) found the FD OPEN"
-        )
+        found.append(f"at #{warned[-1]}: {len(warned)} ResourceWarning(s), but only "
+                     f"{found_open} finalizer(s) found the FD OPEN")
     for f in r.calls("finalizer"):  # fd.__del__() by hand: a finalizer that warned closes
-        end = f.end if f.end is not None else len(r.ev)
+        end = len(r.ev) if f.end is None else f.end
         if any(f.begin < w < end and r.ev[w].who == f.who for w in warned) and not any(
             i < end for i in r.freezes
         ):
@@ -532,27 +510,21 @@ def seen_finalizer_closes_a_dropped_fd(r: Run) -> list[str]:  # guarantee 9
 def seen_refusals_change_nothing(r: Run) -> list[str]:  # guarantees 6 and 10
     found = []
     for c in r.calls():
-        refused = c.result in REFUSALS and not (c.call in CLOSES and c.result == ERR_CLOSED)
-        end = c.end if c.end is not None else len(r.ev)
+        said, end = f"at #{c.end}: {c}", len(r.ev) if c.end is None else c.end
         done = [f"#{j} {ev.what}" for j, ev in enumerate(r.ev[c.begin:end], c.begin)
                 if ev.who == c.who and ev.what in CHANGES]  # fmt: skip
-        if refused and done:
-            found.append(
-                f"at #{c.end}: {c} was refused ({c.result}), yet changed the FD: "
-                f"{', '.join(done)} (guarantee 10: a refused call changes nothing)"
-            )
-        if c.result == ERR_UNINIT and c.state and c.state != "UNINIT":
-            found.append(f"at #{c.end}: {c} was refused as UNINIT, yet the FD was {c.state}")
-        if (
-            c.call in ("init", "track_lifetime")
-            and c.result == OK
-            and c.state not in ("", "UNINIT")
-        ):
-            found.append(f"at #{c.end}: {c} succeeded on a {c.state} FD: only UNINIT accepts it")
+        if done and c.result in REFUSALS and not (c.call in CLOSES and c.result == ERR_CLOSED):
+            found.append(f"{said} was refused ({c.result}), yet changed the FD: {', '.join(done)}"
+                         " (guarantee 10: a refused call changes nothing)")
+        if c.result == ERR_UNINIT and c.state not in ("", "UNINIT"):
+            found.append(f"{said} was refused as UNINIT, yet the FD was {c.state}")
+        opening = c.call in ("init", "track_lifetime") and c.result == OK
+        if opening and c.state not in ("", "UNINIT"):
+            found.append(f"{said} succeeded on a {c.state} FD: only UNINIT accepts it")
         if c.result == ERR_MULTIPLE_INIT and c.end_state == "UNINIT":
-            found.append(f"at #{c.end}: {c} raised MultipleInitError, yet no init opened the FD")
+            found.append(f"{said} raised MultipleInitError, yet no init opened the FD")
         if c.result == ERR_CLOSED and c.call not in CLOSES and c.end_state in ("UNINIT", "OPEN"):
-            found.append(f"at #{c.end}: {c} raised ClosedFDError while the FD is {c.end_state}")
+            found.append(f"{said} raised ClosedFDError while the FD is {c.end_state}")
     return found
 
 
@@ -562,39 +534,32 @@ def seen_results_are_documented(r: Run) -> list[str]:  # specs/rcfd.md, Errors
         own = {f.result.removeprefix("raised ") for f in r.of("fn") if f.parent is c and f.result}
         if c.call in CLOSES:
             own |= r.raised("close_func") | r.raised("on_closing")
-        allowed = RESULTS.get(c.call)
-        if c.end is not None and allowed is not None and c.result not in allowed | own:
-            found.append(
-                f"at #{c.end}: {c} ended with {c.result}: only the errors "
-                "specs/rcfd.md documents may escape"
-            )
+        if c.end is not None and c.result not in RESULTS.get(c.call, {c.result}) | own:
+            found.append(f"at #{c.end}: {c} ended with {c.result}: only the errors "
+                         "specs/rcfd.md documents may escape")
     return found
 
 
 def seen_one_init_opens_the_fd(r: Run) -> list[str]:  # guarantee 10 and the Errors section
-    found, ok = [], [c for c in r.calls("init") if c.result == OK]
-    found += [f"at #{c.end}: {c} succeeded too: at most one init does" for c in ok[1:]]
-    made = [i for i, _ in r.events("holders")]
+    ok, made = [c for c in r.calls("init") if c.result == OK], [i for i, _ in r.events("holders")]
+    found = [f"at #{c.end}: {c} succeeded too: at most one init does" for c in ok[1:]]
     if len(made) > max(1, len(ok)):
-        found.append(
-            f"at #{made[-1]}: an init made its holders after another had: a second "
-            "init got past its check (a borrow counted in the first ones is lost)"
-        )
+        found.append(f"at #{made[-1]}: an init made its holders after another had: a second "
+                     "init got past its check (a borrow counted in the first ones is lost)")
     return found
 
 
 def seen_on_closing_once_under_the_closers_borrow(r: Run) -> list[str]:  # specs/ecosystem.md
-    found, first = [], min((f.begin for f in r.of("close_func")), default=None)
+    found, first = [], min((f.begin for f in r.of("close_func")), default=len(r.ev))
     for n, f in enumerate(r.of("on_closing")):
         mine = [h for h in r.holds if h.who == f.who and h.open_at(f.begin)]
         if n:
             found.append(f"at #{f.begin}: on_closing called a second time")
         if f.inside("call") is None or f.state not in ("", "CLOSING") or (r.h.seam and not mine):
-            found.append(
-                f"at #{f.begin}: on_closing ran in {f.state or 'a state'} with {len(mine)} "
-                "borrow(s) of its own: it runs in CLOSING, under the closer's borrow"
-            )
-        if first is not None and first < f.begin:
+            found.append(f"at #{f.begin}: on_closing ran in {f.state or 'a state'} with "
+                         f"{len(mine)} borrow(s) of its own: it runs in CLOSING, under the "
+                         "closer's borrow")
+        if first < f.begin:
             found.append(f"at #{f.begin}: on_closing ran after close_func started")
     return found
 
@@ -602,40 +567,36 @@ def seen_on_closing_once_under_the_closers_borrow(r: Run) -> list[str]:  # specs
 def seen_the_run_ends_settled(r: Run) -> list[str]:  # guarantees 1, 4, 5, 7, 8 at the end
     found = [f"at the end: {c} never returned (a lost wake-up or a deadlock)"
              for c in r.calls() if c.end is None]  # fmt: skip
-    last = next((ev for ev in reversed(r.ev) if ev.state), None)
-    if r.h.seam and (left := r.running(len(r.ev))):
+    last = next((ev.state for ev in reversed(r.ev) if ev.state), "")
+    if left := r.running(len(r.ev)):
         found.append(f"at the end: borrows still counted: {left}")
-    handed = any(d.result == OK_RAWFD for d in r.calls("detach"))
-    began = r.close_began is not None or handed
-    if last is not None and last.state not in ("CLOSED", "GONE") and began:
-        found.append(
-            f"at the end: a close began and every borrow ended, yet the FD is {last.state}"
-        )
-    if last is not None and last.state == "CLOSED" and not began:
+    began, want = r.close_began is not None or r.handed_over(), 0 if r.handed_over() else 1
+    if last not in ("", "CLOSED", "GONE") and began:
+        found.append(f"at the end: a close began and every borrow ended, yet the FD is {last}")
+    if last == "CLOSED" and not began:
         found.append("at the end: the FD is CLOSED, yet no close began")
-    ran, want = len(r.of("close_func")), 0 if handed else 1
-    if began and ran != want:
+    if r.calls("init") and not r.opener():
+        found.append("at the end: no init succeeded: one of them must, and open the FD")
+    if began and (ran := len(r.of("close_func"))) != want:
         found.append(f"at the end: close_func ran {ran}x, expected {want} (guarantee 1)")
     owner = r.owner()
     if r.h.on_closing and owner is not None and owner.call in CLOSES and not r.of("on_closing"):
         found.append("at the end: the close began, but on_closing never ran")
-    return found
+    return found + seen_close_func_error_reaches_its_closer(r, ended=True)
 
 
 def seen_a_stuck_run_is_explained(r: Run) -> list[str]:  # guarantee 4, for a deadlocked run
     last = next((ev.state for ev in reversed(r.ev) if ev.state), "")
     if last == "CLOSING" and not r.of("close_func") and not r.running(len(r.ev)):
         unhold = max((i for i, _ in r.events("unhold")), default=-1)
-        return [
-            f"at #{unhold}: the last borrow was released in CLOSING, yet no thread ran "
-            "close_func and none will: a lost wake-up (guarantees 4, 8)"
-        ]
+        return [f"at #{unhold}: the last borrow was released in CLOSING, yet no thread ran "
+                "close_func and none will: a lost wake-up (guarantees 4, 8)"]  # fmt: skip
     return [f"at #{c.begin}: {c} never returned, yet the FD is still {last}: no close began"
             for c in r.calls(*CLOSES) if c.end is None and last in ("UNINIT", "OPEN")]  # fmt: skip
 
 
 def seen_registry_adds_up(r: Run) -> list[str]:  # guarantee 9 and the registry section
-    found = []
+    found, kinds = [], ("closed", "close_failed", "detached", "finalized")
     for _, ev in r.events("registry"):
         name, _, counts = ev.detail.partition(": ")
         got = dict(pair.split("=") for pair in counts.split())
@@ -646,14 +607,11 @@ def seen_registry_adds_up(r: Run) -> list[str]:  # guarantee 9 and the registry 
         inits = min(1, sum(1 for c in r.calls("init") if c.result == OK))
         if got.get("initialized") != str(inits) or (inits and got.get("stack", "yes") != "yes"):
             found.append(f"registry: {counts}; {inits} init(s) succeeded, each with its stack")
-        closed = any(ev.state == "CLOSED" or ev.what == "finish" for ev in r.ev)
-        owner = r.owner()
-        how = ("detached" if any(d.result == OK_RAWFD for d in r.calls("detach"))
+        closed, owner = any(e.state == "CLOSED" or e.what == "finish" for e in r.ev), r.owner()
+        how = ("detached" if r.handed_over()
                else "finalized" if owner is not None and owner.call in ("finalizer", "drop")
                else "close_failed" if r.raised("close_func") else "closed")  # fmt: skip
-        kinds = ("closed", "close_failed", "detached", "finalized")
-        want = {k: str(int(closed and k == how)) for k in kinds}
-        if {k: got.get(k) for k in kinds} != want:
+        if {k: got.get(k) for k in kinds} != {k: str(int(closed and k == how)) for k in kinds}:
             found.append(f"registry: {counts}; the FD's release is {how if closed else 'none'}")
     return found
 
@@ -690,7 +648,6 @@ def history_violations(history: History, end: str = "ended") -> list[str]:
     found = [p for check in HISTORY_CHECKS for p in check(r)]
     if end == "ended":
         found += seen_the_run_ends_settled(r)
-        found += seen_close_func_error_reaches_its_closer(r, ended=True)
     elif end == "stuck":
         found += seen_a_stuck_run_is_explained(r)
     return list(dict.fromkeys(found))

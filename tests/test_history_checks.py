@@ -141,6 +141,14 @@ CASES: dict[str, tuple[list[Event], str]] = {
         seq(INIT, CLOSE, E("c", "close_func", "rawfd=8", CLOSING, 0)),
         "close_func got rawfd=8, but init opened rawfd=7",
     ),
+    "close_func of an init that did not open the FD": (
+        seq(INIT, CLOSE, E("c", "close_func", "rawfd=7 by i2's", CLOSING, 0)),
+        "but main's init opened the FD: only its close_func closes it",
+    ),
+    "no init that succeeds": (
+        seq(E("i", "call", "init(rawfd=7)", UNINIT, 0), E("i", "return", "err:MultipleInit")),
+        "no init succeeded",
+    ),
     "a fn given a number init did not open": (
         seq(INIT, E("b", "hold", "insert", OPEN, 1), E("b", "fn", "rawfd=-1", OPEN, 1)),
         "fn got rawfd=-1, but init opened 7",
