@@ -33,6 +33,7 @@ import os
 import queue
 import re
 import select
+import signal
 import sys
 import threading
 import time
@@ -293,8 +294,10 @@ class _Replayer(RcfdThreads):
             os._exit(0)
         os.close(write)
         ready, _, _ = select.select([read], [], [], self.wait)
-        lines = json.loads(os.read(read, 65536) or b"[]") if ready else [["child", "no answer"]]
+        lines = json.loads(os.read(read, 65536) or b"[]") if ready else [["fork", "no answer"]]
         os.close(read)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)  # a child stuck in the FD: bounded, as every wait
         os.waitpid(pid, 0)
         for call, result in lines:  # the child's FD is not this one: only its results count
             if result in RESULTS.get(call.split("(")[0], frozenset({OK})):
