@@ -88,8 +88,8 @@ def test_second_close_fails_and_does_not_call_close_func_again() -> None:
 
 def test_wrap_syscall_error() -> None:
     assert rcfd.wrap_syscall_error("read", None) is None
-    uninit = rcfd.UninitializedFDError(rcfd._lifecycle.Event.BORROW)
-    closed = rcfd.ClosedFDError(rcfd._lifecycle.Event.BORROW, rcfd.State.CLOSED)
+    uninit = rcfd.UninitializedFDError("do")
+    closed = rcfd.ClosedFDError("do", rcfd.State.CLOSED)
     assert rcfd.wrap_syscall_error("read", uninit) is uninit
     assert rcfd.wrap_syscall_error("read", closed) is closed
 
