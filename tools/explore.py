@@ -3,7 +3,8 @@
 For each scenario of tests/interleavings/scenarios.py: every schedule with at
 most --preemptions preemptions at line granularity (bounded-exhaustive DFS),
 then --random and --pct seeded schedules at bytecode granularity. Each
-schedule is checked against the guarantees of specs/rcfd.md. Prints, per
+schedule's history is checked against the guarantees of specs/rcfd.md
+(model.guarantees.history_violations, the checker of every harness). Prints, per
 scenario, the schedules explored and PASS/FAIL; a failing schedule is
 printed as a timeline, saved as JSON under --save, and can be rerun with
 
