@@ -81,9 +81,9 @@ def _drop(fd: FD, holders: array[int], tid: int, done: list[None]) -> None:
         try:
             done.extend(map(holders.remove, (tid,)))  # OPEN: remove the entry
         except BufferError:
-            closing = fd._closer  # frozen: a tombstone, as on the GIL path
+            closing = fd._closer  # frozen: a tombstone, `released += (tid,)` as on the GIL path
             assert closing is not None
-            done.extend(map(closing.released.append, (tid,)))
+            done.extend(map(closing.released.__iadd__, ((tid,),)))
 
 
 def _decide(fd: FD) -> None:
