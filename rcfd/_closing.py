@@ -152,7 +152,7 @@ class Closing:
                     holders = fd._holders
                     tid = me
                     # -- release (no-GIL copy "owner"; specs/rcfd.md, "Signals") --
-                    released: list[None] = []
+                    released: list[object] = []
                     try:
                         give_back(fd, holders, tid, released)
                     except BaseException:

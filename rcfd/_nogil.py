@@ -48,7 +48,7 @@ the GIL, or RCFD_NOGIL=1 asked for it. Read once, at import."""
 _AT_FRONT = (0,)  # insert at the front, as the GIL path does
 
 
-def take(fd: FD, holders: array[int], tid: int, done: list[None]) -> None:
+def take(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
     """BORROW under the FD's lock: insert `tid` and record it in `done`, in one
     C call; BufferError (nothing recorded) if the holders are frozen (a close
     began) or the FD is UNINIT."""
@@ -59,14 +59,14 @@ def take(fd: FD, holders: array[int], tid: int, done: list[None]) -> None:
         done.extend(map(holders.insert, _AT_FRONT, (tid,)))
 
 
-def give_back(fd: FD, holders: array[int], tid: int, done: list[None]) -> None:
+def give_back(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
     """RELEASE: drop `tid`'s borrow (recorded in `done`), then, once a close
     froze the holders, let the close decide whether this was the last one."""
     _drop(fd, holders, tid, done)
     _decide(fd)
 
 
-def give_back_again(fd: FD, holders: array[int], tid: int, done: list[None]) -> None:
+def give_back_again(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
     """After an interrupt in give_back: drop the borrow if it was not dropped
     (`done` empty), and decide in any case (idempotent)."""
     if not done:
@@ -74,7 +74,7 @@ def give_back_again(fd: FD, holders: array[int], tid: int, done: list[None]) -> 
     _decide(fd)
 
 
-def _drop(fd: FD, holders: array[int], tid: int, done: list[None]) -> None:
+def _drop(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
     lock = fd._lock
     assert lock is not None  # a borrow was taken: the FD is initialized
     with lock:
@@ -104,7 +104,7 @@ def do(self: FD, fn: Callable[[int], T], /) -> T:
     the path without the GIL: the borrow's entry and release take the lock)."""
     tid = _get_ident()
     holders = self._holders
-    done: list[None] = []
+    done: list[object] = []
     try:
         take(self, holders, tid, done)
     except BufferError:
@@ -122,7 +122,7 @@ def do(self: FD, fn: Callable[[int], T], /) -> T:
     finally:
         fd = self
         # -- release (no-GIL copy "do"; specs/rcfd.md, "Signals") --
-        released: list[None] = []
+        released: list[object] = []
         try:
             give_back(fd, holders, tid, released)
         except BaseException:
@@ -138,7 +138,7 @@ def borrow_enter(self: Borrow) -> int:
     fd = self._fd
     tid = self._tid = _get_ident()
     holders = fd._holders
-    done: list[None] = []
+    done: list[object] = []
     try:
         take(fd, holders, tid, done)
     except BufferError:
@@ -163,7 +163,7 @@ def borrow_exit(
         return  # the fork hook dropped this borrow: its thread is gone
     holders = fd._holders
     # -- release (no-GIL copy "Borrow"; specs/rcfd.md, "Signals") --
-    released: list[None] = []
+    released: list[object] = []
     try:
         give_back(fd, holders, tid, released)
     except BaseException:

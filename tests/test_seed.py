@@ -145,3 +145,24 @@ def test_leak_report_names_fd_numbers_and_opening_functions() -> None:
     assert "rcfd/_fd.py" not in report  # the stack starts at the caller
     leaked.close()
     assert registry.fd_stats().report() == ""
+
+
+@pytest.mark.parametrize(
+    "err",
+    [
+        rcfd.MultipleInitError("init", rcfd.State.OPEN),
+        rcfd.CloseInsideBorrowError("close", rcfd.State.OPEN),
+        rcfd.CloseInsideCloseFuncError("close", rcfd.State.CLOSING),
+        KeyboardInterrupt(),
+        ValueError("not a syscall's"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_wrap_syscall_error_wraps_everything_but_the_two_verdicts(err: BaseException) -> None:
+    """Only UninitializedFDError and ClosedFDError pass through (rcfd's verdict
+    on the number); every other error, rcfd's own included, is named after the
+    system call and chained (the rule's "everything else" side)."""
+    wrapped = rcfd.wrap_syscall_error("ioctl", err)
+    assert isinstance(wrapped, rcfd.SyscallError) and wrapped is not err
+    assert wrapped.syscall == "ioctl" and wrapped.__cause__ is err
+    assert str(wrapped).startswith("ioctl: ")
