@@ -140,6 +140,41 @@ def test_off_by_default_and_on_for_every_test_with_the_ini_option(
     result.stdout.fnmatch_lines(["*rcfd: 1 file descriptor(s) leaked*"])
 
 
+PRECEDENCE = """
+import os
+import pytest
+import rcfd
+
+kept = []
+
+@pytest.mark.fd_leaks(False)
+def test_opted_out_by_argument():
+    kept.append(rcfd.FD(os.eventfd(0)))
+
+@pytest.mark.fd_leaks(enabled=False)
+def test_opted_out_by_keyword():
+    kept.append(rcfd.FD(os.eventfd(0)))
+
+@pytest.mark.fd_leaks(enabled=True)
+def test_opted_in_by_keyword():
+    kept.append(rcfd.FD(os.eventfd(0)))
+"""
+
+
+@pytest.mark.parametrize("ini", [False, True], ids=["no-ini", "ini-on"])
+def test_the_marker_wins_over_the_ini_option_in_both_spellings(
+    pytester: pytest.Pytester, ini: bool
+) -> None:
+    """A test's own marker decides, whatever the ini option says: fd_leaks(False)
+    and fd_leaks(enabled=False) opt out, fd_leaks(enabled=True) opts in."""
+    pytester.makepyfile(test_precedence=PRECEDENCE)
+    if ini:
+        pytester.makeini("[pytest]\nrcfd_fd_leaks = true\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["ERROR test_precedence.py::test_opted_in_by_keyword - *"])
+
+
 DROPPED = """
 import gc
 import os
