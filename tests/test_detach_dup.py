@@ -291,9 +291,17 @@ def test_on_closing_error_turns_a_detach_into_a_close() -> None:
     assert rec.calls == [raw]
     assert not is_open(raw)
 
+    registry = rcfd.LifetimeRegistry()
     fd, rec = eventfd(on_closing=lambda rawfd: 1 / 0)  # no borrow running
     raw = fd.do(lambda n: n)
     with pytest.raises(ZeroDivisionError):
         fd.detach()
     assert rec.calls == [raw]
     assert state(fd) is rcfd.State.CLOSED
+    # A close, not a hand-over that was then closed: the registry says so.
+    tracked = rcfd.FD(registry=registry)
+    tracked.init(os.eventfd(0), on_closing=lambda rawfd: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        tracked.detach()
+    stats = registry.fd_stats()
+    assert (stats.closed, stats.detached) == (1, 0)

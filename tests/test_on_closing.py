@@ -207,6 +207,20 @@ def test_close_func_error_after_on_closing_error_is_warned_not_lost() -> None:
     assert len(rec.calls) == 1
 
 
+def test_close_func_error_after_on_closing_error_with_no_borrow_is_warned_not_lost() -> None:
+    # No borrow runs: the closer's own release runs close_func, on its way out
+    # with on_closing's error. It left before that release, so close_func's
+    # error has nobody to reach and is warned there, not dropped.
+    fd, rec = eventfd(error=OSError(5, "EIO on close"), on_closing=lambda rawfd: 1 / 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ZeroDivisionError):
+            fd.close()
+    assert [w.category for w in caught] == [RuntimeWarning]
+    assert "EIO on close" in str(caught[0].message)
+    assert len(rec.calls) == 1 and fd.state is rcfd.State.CLOSED
+
+
 def test_on_closing_must_be_callable_and_needs_a_number() -> None:
     raw = os.eventfd(0)
     try:
