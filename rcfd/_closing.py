@@ -51,6 +51,8 @@ from rcfd._nogil import give_back, give_back_again
 from rcfd._registry import Release
 
 if TYPE_CHECKING:
+    import asyncio
+
     from rcfd._fd import FD
 
 _get_ident = threading.get_ident
@@ -194,6 +196,65 @@ class Closing:
             joined.leave(fd, waker)
             raise
         return joined
+
+    @classmethod
+    def wait(cls, fd: FD, event: Event, call: str, timeout: float | None) -> int:
+        """close() and detach(): begin (or join) the close, and block until it
+        finished or `timeout` (seconds, None: no limit) ran out."""
+        waiter = threading.Lock()
+        waiter.acquire()
+        wake = waiter.release  # one object: the close tells its owner by identity
+        try:
+            cls.begin(fd, event, call, wake)  # from here on the close is fd._closer
+            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
+                raise TimeoutError(timed_out(fd, call, timeout))
+        except BaseException as exc:
+            # Also an interrupt as begin returned: the close must not hand a
+            # detached number to a caller that is gone.
+            closing = fd._closer
+            late = isinstance(exc, TimeoutError)
+            if closing is None or closing.give_up(fd, wake, late) is Duty.LEAVE:
+                raise
+            waiter.acquire()  # close_func runs or ran: its end is near
+        closing = fd._closer
+        assert closing is not None
+        try:
+            return closing.outcome(fd, call, wake)
+        except BaseException as exc:
+            if exc is not closing.error:
+                # (Signals rule) An interrupt before the number reached our
+                # caller: close a handed-back number rather than orphan it.
+                closing.leave(fd, wake)
+            raise
+
+    @classmethod
+    async def wait_async(cls, fd: FD, timeout: float | None) -> None:
+        """aclose(): begin (or join) the close and await it without blocking
+        the loop or parking a thread: whoever finishes the close wakes the
+        task through the loop. Cancelling the task does not cancel the close."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            # Runs in the thread that finished the close. If the loop has
+            # closed since, nobody is left to wake, and that thread must not
+            # see an error.
+            with contextlib.suppress(RuntimeError):  # the loop closed
+                loop.call_soon_threadsafe(_resolve, done)
+
+        closing = cls.begin(fd, Event.CLOSE, "aclose", wake)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), timeout)
+        except BaseException as exc:
+            late = isinstance(exc, TimeoutError)
+            if closing.give_up(fd, wake, late) is Duty.LEAVE:
+                if late:
+                    raise TimeoutError(timed_out(fd, "aclose", timeout)) from None
+                raise
+            await done  # close_func runs or ran: its end is near
+        closing.outcome(fd, "aclose", wake)
 
     @classmethod
     def finalize(cls, fd: FD) -> None:
@@ -417,3 +478,15 @@ class Closing:
             return
         self.stage, self.claimer = Stage.RUNNING, me
         self.run(fd)
+
+
+def timed_out(fd: FD, call: str, timeout: float | None) -> str:
+    return (
+        f"rcfd: {call}() timed out after {timeout}s with {fd.borrow_count} "
+        "borrow(s) running; the FD stays CLOSING and the last borrow will close it"
+    )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

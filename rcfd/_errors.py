@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 
-from rcfd._lifecycle import State
+from rcfd._lifecycle import Outcome, State
 
 
 class FDError(Exception):
@@ -107,6 +107,19 @@ class CloseInsideCloseFuncError(FDError, RuntimeError):
             "signal handler that interrupted it), which it would wait for forever"
         )
         self.call = call
+
+
+def refusal(outcome: Outcome, call: str, state: State) -> FDError:
+    """The error a refused `call` raises, for step()'s refusal `outcome`."""
+    if outcome is Outcome.REFUSE_UNINIT:
+        return UninitializedFDError(call)
+    if outcome is Outcome.REFUSE_CLOSED:
+        return ClosedFDError(call, state)
+    if outcome is Outcome.REFUSE_MULTIPLE_INIT:
+        return MultipleInitError(call, state)
+    if outcome is Outcome.REFUSE_CLOSE_IN_BORROW:
+        return CloseInsideBorrowError(call, state)
+    return CloseInsideCloseFuncError(call, state)
 
 
 class SyscallError(OSError):

@@ -42,24 +42,14 @@ import warnings
 from array import array
 from collections.abc import Callable
 from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar, cast
+from typing import NamedTuple, Protocol, TypeVar, cast
 
 from rcfd import _fork, _nogil
 from rcfd._checks import check_callable, check_init, check_registry, check_timeout, deadline
 from rcfd._closing import Closing
-from rcfd._errors import (
-    ClosedFDError,
-    CloseInsideBorrowError,
-    CloseInsideCloseFuncError,
-    FDError,
-    MultipleInitError,
-    UninitializedFDError,
-)
-from rcfd._lifecycle import REFUSALS, TABLE, Duty, Event, Outcome, Stage, State
+from rcfd._errors import ClosedFDError, FDError, UninitializedFDError, refusal
+from rcfd._lifecycle import REFUSALS, TABLE, Event, Outcome, Stage, State
 from rcfd._registry import LifetimeRegistry, current_registry
-
-if TYPE_CHECKING:
-    import asyncio
 
 T = TypeVar("T")
 
@@ -334,7 +324,7 @@ class FD:
         if timeout is not None:
             check_timeout("close", timeout)
             timeout = deadline(timeout)
-        self._close(Event.CLOSE, "close", timeout)
+        CloseRecord.wait(self, Event.CLOSE, "close", timeout)
 
     def detach(self) -> int:
         """Like close(), but hand the raw number back instead of closing it;
@@ -342,38 +332,15 @@ class FD:
         calls on_closing, and leaves the FD CLOSED, counted `detached` by its
         registry. If this call is interrupted before the hand-over, the number
         is closed instead. Raises as close() does."""
-        return self._close(Event.DETACH, "detach", None)
+        return CloseRecord.wait(self, Event.DETACH, "detach", None)
 
     async def aclose(self, timeout: float | None = None) -> None:
         """close() for asyncio: waits without blocking the event loop, and
         without parking a thread (the borrow that returns last closes the
         number and wakes this task). Cancelling the task does not cancel the
         close. Arguments and errors as for close()."""
-        import asyncio
-
         check_timeout("aclose", timeout)
-        timeout = deadline(timeout)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            # Runs in the thread that finished the close. If the loop has
-            # closed since, nobody is left to wake, and that thread must not
-            # see an error.
-            with contextlib.suppress(RuntimeError):  # the loop closed
-                loop.call_soon_threadsafe(_resolve, done)
-
-        closing = CloseRecord.begin(self, Event.CLOSE, "aclose", wake)
-        try:
-            await asyncio.wait_for(asyncio.shield(done), timeout)
-        except BaseException as exc:
-            timed_out = isinstance(exc, TimeoutError)
-            if closing.give_up(self, wake, timed_out) is Duty.LEAVE:
-                if timed_out:
-                    raise TimeoutError(_timed_out(self, "aclose", timeout)) from None
-                raise
-            await done  # close_func runs or ran: its end is near
-        closing.outcome(self, "aclose", wake)
+        await CloseRecord.wait_async(self, deadline(timeout))
 
     def dup(self, *, on_closing: Callable[[int], object] | None = None) -> FD:
         """A new, independent, OPEN FD on a duplicate of the number
@@ -539,16 +506,7 @@ class FD:
         return self._error(Outcome.REFUSE_CLOSED, call)
 
     def _error(self, outcome: Outcome, call: str) -> FDError:
-        state = self.state
-        if outcome is Outcome.REFUSE_UNINIT:
-            return UninitializedFDError(call)
-        if outcome is Outcome.REFUSE_CLOSED:
-            return ClosedFDError(call, state)
-        if outcome is Outcome.REFUSE_MULTIPLE_INIT:
-            return MultipleInitError(call, state)
-        if outcome is Outcome.REFUSE_CLOSE_IN_BORROW:
-            return CloseInsideBorrowError(call, state)
-        return CloseInsideCloseFuncError(call, state)
+        return refusal(outcome, call, self.state)
 
     def _release(self, tid: int) -> None:
         """End one borrow of thread `tid` (FD.do's interrupted insert)."""
@@ -567,34 +525,6 @@ class FD:
                 closing.release(fd)
                 raise
         # -- end release --
-
-    def _close(self, event: Event, call: str, timeout: float | None) -> int:
-        """close() and detach(): begin (or join) the close and wait for it."""
-        waiter = threading.Lock()
-        waiter.acquire()
-        wake = waiter.release  # one object: the close tells its owner by identity
-        try:
-            CloseRecord.begin(self, event, call, wake)  # from here on the close is self._closer
-            if not waiter.acquire(timeout=-1 if timeout is None else timeout):
-                raise TimeoutError(_timed_out(self, call, timeout))
-        except BaseException as exc:
-            # Also an interrupt as begin returned: the close must not hand a
-            # detached number to a caller that is gone.
-            closing = self._closer
-            timed_out = isinstance(exc, TimeoutError)
-            if closing is None or closing.give_up(self, wake, timed_out) is Duty.LEAVE:
-                raise
-            waiter.acquire()  # close_func runs or ran: its end is near
-        closing = self._closer
-        assert closing is not None
-        try:
-            return closing.outcome(self, call, wake)
-        except BaseException as exc:
-            if exc is not closing.error:
-                # (Signals rule) An interrupt before the number reached our
-                # caller: close a handed-back number rather than orphan it.
-                closing.leave(self, wake)
-            raise
 
     def _finalize(self) -> None:
         CloseRecord.finalize(self)
@@ -712,18 +642,6 @@ class _FreshBorrow(Borrow):
 
     __slots__ = ()
     __init__ = object.__init__
-
-
-def _timed_out(fd: FD, call: str, timeout: float | None) -> str:
-    return (
-        f"rcfd: {call}() timed out after {timeout}s with {fd.borrow_count} "
-        "borrow(s) running; the FD stays CLOSING and the last borrow will close it"
-    )
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _fresh_shared_lock() -> None:
