@@ -122,6 +122,16 @@ def refusal(outcome: Outcome, call: str, state: State) -> FDError:
     return CloseInsideCloseFuncError(call, state)
 
 
+def borrow_entered_twice() -> RuntimeError:
+    """A Borrow entered while it is entered (nested, or shared by threads): it
+    records one thread, and a second entry would make the first one's exit
+    release the wrong borrow."""
+    return RuntimeError(
+        "rcfd: this Borrow is already entered; a Borrow is one borrow: call "
+        "fd.borrow() for each with-block (and in each thread)"
+    )
+
+
 class SyscallError(OSError):
     """An error from a system call made under a borrow, named after that call.
 

@@ -47,7 +47,13 @@ from typing import NamedTuple, Protocol, TypeVar, cast
 from rcfd import _fork, _nogil
 from rcfd._checks import check_callable, check_init, check_registry, check_timeout, deadline
 from rcfd._closing import Closing
-from rcfd._errors import ClosedFDError, FDError, UninitializedFDError, refusal
+from rcfd._errors import (
+    ClosedFDError,
+    FDError,
+    UninitializedFDError,
+    borrow_entered_twice,
+    refusal,
+)
 from rcfd._lifecycle import REFUSALS, TABLE, Event, Outcome, Stage, State
 from rcfd._registry import LifetimeRegistry, current_registry
 
@@ -302,6 +308,7 @@ class FD:
         fd.do(fn) for a block. Refused on entry as do() is. Use one per block."""
         borrow: Borrow = _FreshBorrow()  # Borrow(self) without its __init__ frame
         borrow._fd = self
+        borrow._tid = 0
         return borrow
 
     def close(self, timeout: float | None = None) -> None:
@@ -588,11 +595,15 @@ class Borrow:
 
         def __enter__(self) -> int:
             fd = self._fd
-            tid = self._tid = _get_ident()
+            tid = _get_ident()
+            if self._tid:  # (no call between this check and the store below)
+                raise borrow_entered_twice()
+            self._tid = tid
             holders = fd._holders
             try:
                 holders.insert(0, tid)  # check-and-count in one step, as in FD.do
             except BufferError:
+                self._tid = 0
                 raise fd._refused(holders, "borrow") from None
             except BaseException:  # (Signals rule) interrupted as insert returned:
                 fd._release(tid)  # no __exit__ will come
@@ -608,7 +619,8 @@ class Borrow:
             fd = self._fd
             tid = self._tid
             if not tid:
-                return  # the fork hook dropped this borrow: its thread is gone
+                return  # not entered, left already, or dropped by the fork hook
+            self._tid = 0  # left (no call before the release below)
             holders = fd._holders
             # -- release (inline copy "Borrow"; specs/rcfd.md, "Signals") --
             try:

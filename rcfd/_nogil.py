@@ -32,6 +32,7 @@ from types import CoroutineType, TracebackType
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from rcfd._checks import check_callable
+from rcfd._errors import borrow_entered_twice
 
 if TYPE_CHECKING:
     from rcfd._fd import FD, Borrow
@@ -136,12 +137,16 @@ def do(self: FD, fn: Callable[[int], T], /) -> T:
 def borrow_enter(self: Borrow) -> int:
     """Borrow.__enter__ on the path without the GIL."""
     fd = self._fd
-    tid = self._tid = _get_ident()
+    tid = _get_ident()
+    if self._tid:  # (no call between this check and the store below)
+        raise borrow_entered_twice()
+    self._tid = tid
     holders = fd._holders
     done: list[object] = []
     try:
         take(fd, holders, tid, done)
     except BufferError:
+        self._tid = 0
         raise fd._refused(holders, "borrow") from None
     except BaseException:
         if done:  # (Signals rule) counted, and no __exit__ will come
@@ -160,7 +165,8 @@ def borrow_exit(
     fd = self._fd
     tid = self._tid
     if not tid:
-        return  # the fork hook dropped this borrow: its thread is gone
+        return  # not entered, left already, or dropped by the fork hook
+    self._tid = 0  # left
     holders = fd._holders
     # -- release (no-GIL copy "Borrow"; specs/rcfd.md, "Signals") --
     released: list[object] = []

@@ -569,3 +569,48 @@ def test_a_close_from_a_finalizer_inside_a_locked_step_is_refused(
     assert outcome.error is None
     assert [type(e) for e in refused] == [rcfd.CloseInsideCloseFuncError]
     assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+
+# -- one Borrow, two blocks ---------------------------------------------------
+
+
+def test_a_borrow_entered_while_entered_is_refused_and_changes_nothing() -> None:
+    fd, closer = open_fd()
+    b = fd.borrow()
+    with b:
+        with pytest.raises(RuntimeError, match="already entered"), b:
+            pytest.fail("entered twice")
+        assert fd.borrow_count == 1
+    assert fd.borrow_count == 0
+    with b:  # reused after it was left: a fresh borrow
+        assert fd.borrow_count == 1
+    b.__exit__(None, None, None)  # a second exit releases nothing
+    assert fd.borrow_count == 0
+    fd.close(timeout=WAIT)
+    assert len(closer.calls) == 1
+
+
+def test_a_borrow_shared_by_two_threads_keeps_the_count_exact() -> None:
+    """A Borrow used like a lock, by two threads at once: the second entry is
+    refused; before, it overwrote the first's thread, whose exit then released
+    the second's borrow and left its own counted for good."""
+    fd, closer = open_fd()
+    b = fd.borrow()
+    inside, leave = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with b:
+            inside.set()
+            assert leave.wait(WAIT)
+
+    thread, outcome = in_thread(first)
+    assert inside.wait(WAIT)
+    _, second = in_thread(lambda: b.__enter__())
+    assert second.done.wait(WAIT)
+    assert isinstance(second.error, RuntimeError)
+    assert fd.borrow_count == 1
+    leave.set()
+    assert outcome.done.wait(WAIT) and outcome.error is None
+    assert fd.borrow_count == 0
+    fd.close(timeout=WAIT)
+    assert len(closer.calls) == 1
