@@ -118,6 +118,23 @@ def test_a_close_from_inside_close_func_is_refused_at_once(runner: str, inner: s
     assert fd.state is rcfd.State.CLOSED
 
 
+def _borrow_a_block(fd: rcfd.FD) -> None:
+    with fd.borrow():
+        pass
+
+
+# What a callback calls on its own FD, by name.
+CALLS_BACK: dict[str, Callable[[rcfd.FD], object]] = {
+    "do": lambda fd: fd.do(lambda rawfd: rawfd),
+    "borrow": _borrow_a_block,
+    "dup": lambda fd: fd.dup(),
+    "init": lambda fd: fd.init(0),
+    "track_lifetime": lambda fd: fd.track_lifetime(rcfd.LifetimeRegistry()),
+    "close": lambda fd: fd.close(timeout=1),
+    "detach": lambda fd: fd.detach(),
+}
+
+
 @pytest.mark.parametrize(
     "call, error",
     [
@@ -131,18 +148,7 @@ def test_a_close_from_inside_close_func_is_refused_at_once(runner: str, inner: s
 def test_other_calls_from_inside_close_func_are_refused(
     call: str, error: type[BaseException]
 ) -> None:
-    def borrow(fd: rcfd.FD) -> None:
-        with fd.borrow():
-            pass
-
-    calls: dict[str, Callable[[rcfd.FD], object]] = {
-        "do": lambda fd: fd.do(lambda rawfd: rawfd),
-        "borrow": borrow,
-        "dup": lambda fd: fd.dup(),
-        "init": lambda fd: fd.init(0),
-        "track_lifetime": lambda fd: fd.track_lifetime(rcfd.LifetimeRegistry()),
-    }
-    reentrant = Reentrant(calls[call])
+    reentrant = Reentrant(CALLS_BACK[call])
     fd = rcfd.FD(os.eventfd(0), reentrant)
     reentrant.fd = fd
     fd.close()
@@ -172,18 +178,8 @@ def _drop_open_fd(call: Callable[[rcfd.FD], object], seen: Seen) -> None:
 def test_the_finalizers_close_refuses_borrows_and_closes(
     inner: str, error: type[BaseException]
 ) -> None:
-    def borrow(fd: rcfd.FD) -> None:
-        with fd.borrow():
-            pass
-
-    calls: dict[str, Callable[[rcfd.FD], object]] = {
-        "do": lambda fd: fd.do(lambda rawfd: rawfd),
-        "borrow": borrow,
-        "close": lambda fd: fd.close(timeout=1),
-        "detach": lambda fd: fd.detach(),
-    }
     seen = Seen()
-    _drop_open_fd(calls[inner], seen)
+    _drop_open_fd(CALLS_BACK[inner], seen)
     with pytest.warns(ResourceWarning, match="unclosed"):
         gc.collect()
     assert seen.calls == 1
