@@ -599,7 +599,7 @@ def test_a_borrow_shared_by_two_threads_keeps_the_count_exact() -> None:
             inside.set()
             assert leave.wait(WAIT)
 
-    thread, outcome = in_thread(first)
+    _, outcome = in_thread(first)
     assert inside.wait(WAIT)
     _, second = in_thread(lambda: b.__enter__())
     assert second.done.wait(WAIT)
