@@ -43,6 +43,10 @@ from mutants import (
     m30_copy_allowed,
     m31_double_release_after_fork,
     m32_release_does_not_defer,
+    m33_nogil_insert_outside_the_lock,
+    m34_nogil_unrecorded_borrow_given_back,
+    m35_nogil_recorded_release_taken_again,
+    m36_nogil_recovery_skips_the_decision,
 )
 from mutants._mutant import Mutant
 
@@ -79,6 +83,10 @@ CATALOG: tuple[Mutant, ...] = (
     m30_copy_allowed.MUTANT,
     m31_double_release_after_fork.MUTANT,
     m32_release_does_not_defer.MUTANT,
+    m33_nogil_insert_outside_the_lock.MUTANT,
+    m34_nogil_unrecorded_borrow_given_back.MUTANT,
+    m35_nogil_recorded_release_taken_again.MUTANT,
+    m36_nogil_recovery_skips_the_decision.MUTANT,
 )
 
 

@@ -19,9 +19,26 @@ replays serve as tests (tests/test_mutation_kills.py) and as explanations.
 
 A step may preempt its thread where check-then-act bugs live (Step.pause):
 right before a borrow's insert ("before-insert"), between a release's
-tombstone and its locked decision ("before-lock"), inside init past its check
+tombstone and its locked decision ("before-lock"; on the no-GIL path also
+"before-decide", as that decision starts), inside init past its check
 ("in-init", where the registry records the init), until a `resume` step; or
 run the collector inside the next locked step ("collect-in-lock").
+
+A step may instead interrupt its thread at one of those check points
+(Step.interrupt): the seam's point raises an Interrupt there, once, as a
+signal handler's KeyboardInterrupt would (specs/cpython.md, "Signals"). Only
+where the path has such a check point: on the GIL path a borrow's insert is
+one C call, so "before-insert" and "before-decide" exist on the no-GIL path
+only (there the lock's `with` gives an interrupt a check point before the
+insert, and another as the release's locked step ends), and a step that asks
+for one on the GIL path is noted and not interrupted. An interrupt that was
+asked for and never happened is itself a violation: the scenario would not
+test what it says. The interrupt reaches the caller of the interrupted call
+(its result is err:FnInterrupt, which specs/rcfd.md's Errors do not list, as
+they do not list KeyboardInterrupt): the checker's "undocumented result" for
+exactly that call and that result is the one thing the harness takes out of
+its report. Any other end of that call is a violation of its own: an
+interrupt must reach the caller, whatever rcfd's recovery did on the way.
 """
 
 from __future__ import annotations
@@ -44,10 +61,18 @@ from typing import Literal
 
 import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
-from conformance.drivers.rcfd_threads import CloseFunc, OnClosing, RcfdThreads, Worker, label
+from conformance.drivers.rcfd_threads import (
+    CloseFunc,
+    FnInterrupt,
+    OnClosing,
+    RcfdThreads,
+    Worker,
+    label,
+)
 from conformance.replay import Report
 from model.guarantees import RESULTS, Run, history_violations
 from model.vocabulary import OK
+from rcfd import _nogil
 
 WAIT = 10.0  # seconds: the bound on anything that must happen (generous for loaded CI)
 SETTLE = 0.25  # seconds: how long a call that may block gets before it is shown "waiting"
@@ -72,7 +97,17 @@ Action = Literal[
     "resume",  # a thread preempted by a step's pause goes on
     "await",  # wait for the thread's call to return (or its close deadline to pass)
 ]
-Pause = Literal["", "before-insert", "before-lock", "in-init", "collect-in-lock"]
+Pause = Literal["", "before-insert", "before-lock", "before-decide", "in-init", "collect-in-lock"]
+# The check points an interrupt can be raised at (Step.interrupt), and those
+# only the no-GIL path has (see the module docstring).
+INTERRUPT_POINTS: tuple[Pause, ...] = ("before-insert", "before-lock", "before-decide")
+NOGIL_ONLY_INTERRUPTS: tuple[Pause, ...] = ("before-insert", "before-decide")
+NOGIL_ONLY_PAUSES: tuple[Pause, ...] = ("before-decide",)
+
+
+class Interrupt(FnInterrupt):
+    """The interrupt a signal handler raises (KeyboardInterrupt), raised by the
+    harness at one of rcfd's check points; labelled err:FnInterrupt."""
 
 GUARANTEES: dict[int, str] = {
     0: "the lifetime registry counts every init and release, with the init stack",
@@ -97,6 +132,7 @@ class Step:
     action: Action
     timeout: float | None = None  # for close
     pause: Pause = ""  # where this call stops until a resume step (see the module docstring)
+    interrupt: Pause = ""  # where this call is interrupted, once (INTERRUPT_POINTS)
 
 
 @dataclass(frozen=True)
@@ -188,6 +224,9 @@ class _Replayer(RcfdThreads):
         self.scenario, self.wait = scenario, wait
         self.reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self.armed: dict[int, str] = {}  # worker -> where its pause stops it
+        self.interrupts: dict[int, tuple[str, int]] = {}  # worker -> (where, step) to interrupt
+        self.fired: list[tuple[int, str, str]] = []  # (event index, thread, where) of each
+        self.pid = os.getpid()  # a forked child neither pauses nor interrupts
         self.paused: dict[int, str] = {}  # worker -> the callback or pause it is stopped in
         self.open: dict[int, list[int]] = {}  # worker -> ids of its calls not returned yet
         self.moved: dict[int, int] = {}  # worker -> reports about it so far
@@ -218,6 +257,14 @@ class _Replayer(RcfdThreads):
             self.stack = "".join(self.registry.fd_stats().in_flight_stacks.values())
         del fd
 
+    def shutdown(self, wait_s: float = WAIT) -> list[str]:
+        """The driver's teardown, then the seam's: FDs made after the replay
+        are rcfd's own again (it was left installed for good before)."""
+        try:
+            return super().shutdown(wait_s)
+        finally:
+            self.seam.__exit__(None, None, None)
+
     def observe_fd(self) -> tuple[str, int]:
         fd = self.fd  # read under the history's lock, which a drop holds as it lets go
         return ("GONE", -1) if fd is None else (fd.state.name, fd.borrow_count)
@@ -228,8 +275,13 @@ class _Replayer(RcfdThreads):
         """Stop the calling worker here if its step armed `where` (the seam and
         the registry call this at their points; a no-op for anyone else)."""
         worker = threading.current_thread()
-        if not isinstance(worker, Worker) or worker.owner is not self:
+        if not isinstance(worker, Worker) or worker.owner is not self or os.getpid() != self.pid:
             return
+        if self.interrupts.get(worker.index, ("", 0))[0] == where:
+            del self.interrupts[worker.index]
+            self.history.log("interrupt", where)
+            self.fired.append((len(self.history.events) - 1, f"T{worker.index}", where))
+            raise Interrupt(f"interrupted {where}")
         armed = self.armed.get(worker.index)
         if armed == "collect-in-lock" and where == "in-lock":
             del self.armed[worker.index]
@@ -321,7 +373,8 @@ class _Replayer(RcfdThreads):
         self.drain()
         self.log_registries()
         marks.append(len(self.history.events))
-        problems = history_violations(self.history, "ended")
+        problems = self.interrupted_calls_excused(history_violations(self.history, "ended"))
+        problems += fns_running_at_close_func(Run(self.history))
         result.rows = [self.row(i, marks[i - 1], marks[i]) for i in range(1, len(marks))]
         if marks[-1] == marks[-2] and not any(at == self.step for at, _, _ in self.notes):
             result.rows.pop()  # nothing happened at the end
@@ -330,8 +383,34 @@ class _Replayer(RcfdThreads):
             index = int(at[1]) if at else marks[-1]
             row = next((i for i in range(1, len(marks)) if index < marks[i]), len(marks) - 1)
             result.violations.append(Violation(row, problem))
+        for index, (where, number) in sorted(self.interrupts.items()):
+            result.violations.append(Violation(number, f"T{index} was to be interrupted "
+                                               f"{where}, and never got there: the scenario "
+                                               "does not test what it says"))  # fmt: skip
         result.timeline = self.history.timeline()
         return result
+
+    def interrupted_calls_excused(self, problems: list[str]) -> list[str]:
+        """`problems` without the checker's "undocumented result" for each call
+        the harness interrupted and that ended with the interrupt (see the
+        module docstring: the message is rebuilt exactly as the checker words
+        it, so a changed wording leaves the problem in, never more out), and
+        with a problem for each interrupted call that ended otherwise."""
+        run, excused, found = Run(self.history), set(), []
+        interrupted = label(Interrupt())
+        for at, who, where in self.fired:
+            calls = [c for c in run.calls() if c.who == who and c.open_at(at)]
+            call = max(calls, key=lambda c: c.begin, default=None)
+            if call is None or call.end is None:
+                continue  # a call that never returned is reported as such
+            if call.result == interrupted:
+                excused.add(f"at #{call.end}: {call} ended with {call.result}: only the "
+                            "errors specs/rcfd.md documents may escape")  # fmt: skip
+            else:
+                found.append(f"at #{call.end}: {call}, interrupted {where} (#{at}), ended "
+                             f"with {call.result}: the interrupt must reach the caller, "
+                             "whatever the recovery did (specs/cpython.md, Signals)")  # fmt: skip
+        return [p for p in problems if p not in excused] + found
 
     def do_step(self, step: Step) -> None:
         name = "T0" if step.thread == "-" else step.thread
@@ -357,8 +436,19 @@ class _Replayer(RcfdThreads):
             del self.paused[index]
             self.command(index, "end_callback", "return", settle=self.wait)
             return
-        if step.pause:
-            self.armed[index] = step.pause
+        if step.interrupt not in ("", *INTERRUPT_POINTS):
+            raise ValueError(f"step {self.step}: no interrupt point {step.interrupt!r}")
+        for where, only, table in (
+            (step.pause, NOGIL_ONLY_PAUSES, self.armed),
+            (step.interrupt, NOGIL_ONLY_INTERRUPTS, self.interrupts),
+        ):
+            if where and where in only and not _nogil.ENABLED:
+                self.note(name, f"(no check point {where} on the GIL path: not "
+                          f"{'interrupted' if table is self.interrupts else 'paused'})")
+            elif where and table is self.interrupts:
+                self.interrupts[index] = (where, self.step)
+            elif where:
+                self.armed[index] = where
         if step.action in ENDS:
             if not self.workers[index].levels or self.workers[index].levels[-1] != "end_borrow":
                 self.note(name, f"({step.action}: not in a borrow)")
@@ -469,6 +559,16 @@ class _Replayer(RcfdThreads):
         )
 
 
+def fns_running_at_close_func(run: Run) -> list[str]:
+    """Guarantee 1 from the fns alone: a fn runs under its borrow, so none may
+    be running as close_func starts, whatever the count says (the checker's
+    own test reads the count, which a bug that gives back the wrong borrow
+    empties while that borrow's fn still runs)."""
+    return [f"at #{c.begin}: close_func called while {f.who}'s fn (#{f.begin}) runs: its "
+            "borrow no longer counted (guarantee 1)"
+            for c in run.of("close_func") for f in run.of("fn") if f.open_at(c.begin)]  # fmt: skip
+
+
 # How each event shows in a row of the timeline ("" not shown there).
 _SHOWN = {
     "call": "{detail}",
@@ -479,6 +579,7 @@ _SHOWN = {
     "close_func_end": "close_func returns{detail}",
     "on_closing": "on_closing",
     "freeze": "(freeze{detail})",
+    "interrupt": "(interrupted {detail})",
     "drop": "FD dropped ({detail}); gc.collect()",
     "warning": "{detail}",
     "anomaly": "! {detail}",

@@ -18,6 +18,7 @@ import rcfd
 from conformance.drivers import rcfd_seam
 from model.guarantees import history_violations
 from model.history import Event, History
+from rcfd import _nogil
 
 OPEN, CLOSING, CLOSED, UNINIT = "OPEN", "CLOSING", "CLOSED", "UNINIT"
 E = Event
@@ -327,16 +328,24 @@ def test_the_holders_log_each_change_and_keep_the_freeze() -> None:
 
 
 def test_the_seam_logs_a_real_fds_life_with_its_counts() -> None:
+    # The same events on both borrow paths (the no-GIL path records its
+    # tombstone with `released += (tid,)` as the GIL path does, inside the
+    # C call that takes it: done.extend(map(released.__iadd__, ...))); the
+    # pause points differ: only the no-GIL path has one between a release's
+    # recorded tombstone and its decision (before-decide).
     history = History(seam=True, on_closing=True)
     history.names[threading.get_ident()] = "t"
     box: list[rcfd.FD] = []
     history.observe = lambda: (box[0].state.name, box[0].borrow_count) if box else ("", -1)
     raw = os.eventfd(0)
-    with rcfd_seam.installed(rcfd_seam.Seam(history)):
+    points: list[str] = []
+    with rcfd_seam.installed(rcfd_seam.Seam(history, points.append)):
         box.append(rcfd.FD())
         box[0].init(raw, lambda n: os.close(n), on_closing=lambda n: None)
         box[0].do(lambda n: n)
         box[0].close()
+    decide = ["before-decide"] if _nogil.ENABLED else []
+    assert points == ["before-insert", *decide, "before-lock"]
     got = [(e.what, e.detail, e.state, e.borrows) for e in history.events]
     assert got == [
         ("holders", "#1: an init got past its check", UNINIT, 0),
@@ -348,3 +357,41 @@ def test_the_seam_logs_a_real_fds_life_with_its_counts() -> None:
         ("finish", "closed", CLOSED, 0),
     ]
     assert rcfd.FD.__init__ is not None and rcfd._fd.Holders is not rcfd_seam.LoggedHolders
+
+
+@pytest.mark.parametrize("nogil", [False, True], ids=["gil", "nogil"])
+def test_on_the_no_gil_path_the_seam_reports_a_change_during_an_insert(
+    nogil: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a GIL an insert is not one step: another thread's change of the
+    # holders (or the freeze) while one thread is inside its insert is the race
+    # the FD's lock must prevent. Only the seam reads the switch here (no FD).
+    monkeypatch.setattr(_nogil, "ENABLED", nogil)
+    history = History(seam=True)
+    inside, go_on = threading.Event(), threading.Event()
+
+    def pause(where: str) -> None:
+        if where == "before-insert" and threading.current_thread() is not threading.main_thread():
+            inside.set()
+            assert go_on.wait(10), "the test never let the insert go on"
+
+    with rcfd_seam.installed(rcfd_seam.Seam(history, pause)):
+        holders = rcfd_seam.LoggedHolders()
+        inserter = threading.Thread(target=holders.insert, args=(0, 1), name="inserter")
+        inserter.start()
+        try:
+            assert inside.wait(10)
+            history.names[inserter.ident or 0] = "ins"
+            holders.append(2)  # by the main thread, while "ins" is inside its insert
+            holders.remove(2)
+        finally:
+            go_on.set()
+            inserter.join(10)
+        holders.append(3)  # the insert is over: no race
+    anomalies = [e.detail for e in history.events if e.what == "anomaly"]
+    if not nogil:
+        assert anomalies == []  # the GIL path's insert is one C call
+    else:
+        assert len(anomalies) == 1  # one per insert, however many changes overlap it
+        assert anomalies[0].startswith("appended to the holders while ins's insert into the "
+                                       "holders was under way: on the no-GIL path the FD's lock")

@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 
 import rcfd
+from model.history import Event, History
 from mutants import CATALOG
-from mutants._harness import WAIT, replay
+from mutants._harness import WAIT, Scenario, Step, fns_running_at_close_func, replay
 from mutants._mutant import Mutant
+from rcfd import _nogil
 
 pytest_plugins = ["pytester"]
 
@@ -33,6 +35,54 @@ pytest_plugins = ["pytester"]
 def test_scenario_breaks_nothing_on_the_real_fd(mutant: Mutant) -> None:
     result = replay(mutant.scenario)
     assert not result.violations, "\n".join(str(v) for v in result.violations)
+
+
+# -- the harness's own checks ---------------------------------------------------
+
+
+def test_an_interrupt_where_the_path_has_a_check_point_reaches_the_caller() -> None:
+    # The borrow's entry has a check point before its insert only on the
+    # no-GIL path (the lock's `with`); interrupted there, the borrow counts
+    # nothing and the interrupt reaches do()'s caller, which is no violation.
+    result = replay(Scenario(steps=(Step("T1", "borrow", interrupt="before-insert"),)))
+    assert not result.violations, "\n".join(str(v) for v in result.violations)
+    cells = " ".join(text for row in result.rows for text in row.cells.values())
+    if _nogil.ENABLED:
+        assert "(interrupted before-insert); -> err:FnInterrupt" in cells
+    else:
+        assert "fn running" in cells and "(interrupted" not in cells  # a borrow as any other
+        assert "(no check point before-insert on the GIL path: not interrupted)" in cells
+
+
+def test_an_interrupt_that_never_comes_is_a_violation() -> None:
+    # In OPEN a release removes its entry and has nothing to decide: it never
+    # reaches Closing.release, so a scenario that says it interrupts it there
+    # would test nothing.
+    result = replay(
+        Scenario(steps=(Step("T1", "borrow"), Step("T1", "return", interrupt="before-lock")))
+    )
+    assert [str(v) for v in result.violations] == [
+        "step 2: T1 was to be interrupted before-lock, and never got there: the scenario "
+        "does not test what it says"
+    ]
+
+
+def test_a_fn_running_as_close_func_starts_is_reported_whatever_the_count() -> None:
+    def events(fn_ends_first: bool) -> list[Event]:
+        fn, fn_end = Event("T1", "fn", "rawfd=7"), Event("T1", "fn_end", "")
+        close_func = [Event("T2", "close_func", "rawfd=7"), Event("T2", "close_func_end", "")]
+        return [fn, fn_end, *close_func] if fn_ends_first else [fn, *close_func, fn_end]
+
+    from model.guarantees import Run
+
+    for fn_ends_first in (True, False):
+        history = History()
+        history.events = events(fn_ends_first)
+        found = fns_running_at_close_func(Run(history))
+        assert found == ([] if fn_ends_first else [
+            "at #1: close_func called while T1's fn (#0) runs: its borrow no longer counted "
+            "(guarantee 1)"
+        ])  # fmt: skip
 
 
 # -- survivors of the automatic mutation run (make mutmut), killed here ------

@@ -7,7 +7,9 @@ per thread, the FD's state and borrow count after the step, how often
 close_func ran, and what broke (model.guarantees' checks over the replay's
 history), then every event of that history. `--original` also replays the
 same steps on the unmutated code, to compare; `--events` prints the events
-also when nothing broke.
+also when nothing broke. It replays on the borrow path rcfd picks here
+(RCFD_NOGIL=1: the no-GIL path), and says so when that path never runs the
+code the mutant patches (mutants/_paths.py): such a replay shows nothing broken.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ if str(ROOT) not in sys.path:  # run as a script: make `mutants` and `tools` imp
 from mutants import CATALOG, find  # noqa: E402
 from mutants._harness import GUARANTEES, Replay, replay  # noqa: E402
 from mutants._mutant import Mutant, apply  # noqa: E402
+from mutants._paths import NAMES, PATHS, Analysis, not_run, paths_run  # noqa: E402
 from tools.mutation import assert_uses_copy, copy_tree, environment  # noqa: E402
+from tools.verify import borrow_path  # noqa: E402
 
 
 def render(result: Replay, events: bool = False) -> str:
@@ -107,6 +111,16 @@ def main() -> int:
         print(f"  breaks guarantee {number}: {GUARANTEES[number]}")
     print()
     print(wrap.fill(mutant.explanation))
+    path, analysis = borrow_path(), Analysis(ROOT)
+    if path not in paths_run(mutant, analysis):
+        other = next(p for p in PATHS if p != path)
+        switch = "with RCFD_NOGIL=1" if other == "nogil" else "without RCFD_NOGIL"
+        print()
+        print(wrap.fill(
+            f"n/a on {NAMES[path]}: it patches only {not_run(mutant, analysis, path)}, which "
+            f"{NAMES[path]} never runs, so nothing below breaks; run this {switch} to see "
+            f"it on {NAMES[other]}."
+        ))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rcfd-explain-") as tmp:
         tree = copy_tree(Path(tmp) / "mutated")
         apply(mutant, tree)

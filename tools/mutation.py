@@ -1,14 +1,21 @@
 """`make mutants`: every catalog mutant (mutants/) must be killed by the checks.
 
 1. Every mutant must still apply to the current rcfd/ (else: exit 2, naming it).
-2. The checks of tools/verify.py (minus lint and types, which say nothing about
-   behaviour) run on an unmutated copy of the tree: all must pass, else exit 1.
-   Their times there order them: cheapest first.
-3. For each mutant: a fresh copy of the tree, the mutant applied, the checks run
-   in that order until one fails (the mutant is killed) or none does (it
-   survived). A check that exceeds its time limit counts as failing: a hang is
-   what several of these bugs cause.
-4. A table: mutant, killed/survived, the check that killed it, how long.
+2. The borrow path this run checks is the one rcfd picks here (RCFD_NOGIL=1:
+   the no-GIL path; `make mutants-nogil`). A mutant that patches only code
+   that path never runs (mutants/_paths.py reads which from the source) is
+   "n/a" on it: listed, not run, never counted as killed.
+3. The checks of tools/verify.py (minus lint and types, which say nothing about
+   behaviour), cheapest first. Their times come from the record of a `make
+   verify` on this Python and path that passed on a tree with the same digest
+   as the copy this run checks (tools/verify.py, TIMES): that verify was
+   this baseline. Without such a record they run once on an unmutated copy
+   of the tree: all must pass, else exit 1, and their times there order them.
+4. For each applicable mutant: a fresh copy of the tree, the mutant applied,
+   the checks run in that order until one fails (the mutant is killed) or
+   none does (it survived). A check that exceeds its time limit counts as
+   failing: a hang is what several of these bugs cause.
+5. A table: mutant, killed/SURVIVED/n/a, the check that killed it, how long.
    Exit 1 if any mutant survived.
 
 The checks run one mutant at a time (--jobs 1, the default): several of them
@@ -20,6 +27,7 @@ directory; the checkout itself is never modified.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -36,25 +44,27 @@ if str(ROOT) not in sys.path:  # run as a script: make `mutants` and `tools` imp
 
 from mutants import CATALOG, find  # noqa: E402
 from mutants._mutant import Mutant, MutantDoesNotApply, apply  # noqa: E402
-from tools.verify import CHECKS, Check  # noqa: E402
+from mutants._paths import NAMES, PATHS, Analysis, not_run, paths_run  # noqa: E402
+from tools.verify import (  # noqa: E402
+    CHECKS,
+    UNCOPIED,
+    Check,
+    borrow_path,
+    times_file,
+    tree_digest,
+)
 
 # Not behavioural: a mutant is a behaviour change, and these would only tell
 # whether the mutant was typed neatly.
 NOT_KILLERS = ("ruff", "mypy")
-# The catalog's own scenario replays run as a check of their own (listed
-# separately in the table, so that it shows which mutants the rest of `make
-# verify` catches without them), and are taken out of every other pytest run.
+# The catalog's own scenario replays are a check of their own in verify too
+# (listed separately in the table, so that it shows which mutants the rest of
+# `make verify` catches without them); verify's unit tests leave them out.
 KILL_TESTS = "tests/test_mutation_kills.py"
-CATALOG_CHECK = Check(
-    "catalog scenarios",
-    [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", KILL_TESTS],
-    lambda output: "",
-)
-# What is copied: the tree minus VCS data, virtualenvs, caches and scratch.
-IGNORE = shutil.ignore_patterns(
-    ".git", ".venv*", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache",
-    ".hypothesis", "*.egg-info", "build", ".work", "mutants_out", "bench",
-)  # fmt: skip
+CATALOG_CHECK = next(c for c in CHECKS if KILL_TESTS in c.argv)
+# What is copied: the tree minus VCS data, virtualenvs, caches and scratch
+# (the same files the digest of a verify's record covers).
+IGNORE = shutil.ignore_patterns(*UNCOPIED)
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,11 @@ class Result:
     killer: str  # the check that failed, "" if none did
     seconds: float
     detail: str  # last lines of the killer's output
+    not_run: str = ""  # n/a on this path: what it patches that the path never runs
+
+    @property
+    def word(self) -> str:
+        return "n/a" if self.not_run else "killed" if self.killed else "SURVIVED"
 
 
 def copy_tree(dest: Path, source: Path = ROOT) -> Path:
@@ -89,8 +104,6 @@ def argv_for(check: Check, tree: Path) -> list[str]:
     if "pytest" in argv:
         at = argv.index("pytest") + 1
         argv[at:at] = ["-x", "--timeout=120"]
-        if check is not CATALOG_CHECK:
-            argv[at:at] = [f"--ignore={KILL_TESTS}"]
     return argv
 
 
@@ -136,6 +149,25 @@ def check_catalog(mutants: list[Mutant], source: Path, scratch: Path) -> None:
         raise SystemExit(2)
 
 
+def recorded(checks: list[Check], snapshot: Path) -> tuple[list[tuple[Check, float]], str]:
+    """The checks ordered by the times a passing verify recorded on the same
+    tree, Python and path; ([], why not) if there is no such record."""
+    source = times_file()
+    try:
+        record = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        return [], f"no record of a passing verify ({source}: {type(exc).__name__})"
+    if record.get("executable") != sys.executable or record.get("path") != borrow_path():
+        return [], f"{source} is of another Python or path"
+    if record.get("tree") != tree_digest(snapshot):
+        return [], f"the verify of {source} ran on other code (the tree's digest differs)"
+    times = record.get("checks", {})
+    if missing := [c.name for c in checks if c.name not in times]:
+        return [], f"{source} has no time for {', '.join(missing)}"
+    timed = sorted(((c, float(times[c.name])) for c in checks), key=lambda pair: pair[1])
+    return timed, f"times of the passing verify of {record.get('finished')}, same tree"
+
+
 def baseline(checks: list[Check], scratch: Path) -> list[tuple[Check, float]]:
     tree = copy_tree(scratch / "unmutated", scratch / "snapshot")
     assert_uses_copy(tree)
@@ -170,7 +202,7 @@ def run_mutant(mutant: Mutant, checks: list[tuple[Check, float]], scratch: Path)
 def table(results: list[Result]) -> str:
     rows = [("mutant", "result", "killed by", "time")]
     rows += [
-        (r.mutant, "killed" if r.killed else "SURVIVED", r.killer or "-", f"{r.seconds:.1f}s")
+        (r.mutant, r.word, r.killer or "-", "-" if r.not_run else f"{r.seconds:.1f}s")
         for r in results
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
@@ -182,15 +214,26 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def markdown(mutants: list[Mutant]) -> str:
+def markdown(mutants: list[Mutant], analysis: Analysis) -> str:
     module = {m.name: f"m{i:02d}" for i, m in enumerate(CATALOG, 1)}
-    lines = ["| # | mutant | the bug | breaks |", "| --- | --- | --- | --- |"]
+    lines = ["| # | mutant | the bug | breaks | path |", "| --- | --- | --- | --- | --- |"]
     for mutant in mutants:
         breaks = ", ".join(
             {0: "registry", 11: "errors"}.get(g, str(g)) for g in mutant.guarantees
         )
-        lines.append(f"| {module[mutant.name]} | `{mutant.name}` | {mutant.title} | {breaks} |")
+        lines.append(
+            f"| {module[mutant.name]} | `{mutant.name}` | {mutant.title} | {breaks} "
+            f"| {runs_on(mutant, analysis)} |"
+        )
     return "\n".join(lines)
+
+
+def runs_on(mutant: Mutant, analysis: Analysis) -> str:
+    """Which borrow paths run the code the mutant patches, in words."""
+    paths = paths_run(mutant, analysis)
+    return "both" if len(paths) == len(PATHS) else " ".join(
+        {"gil": "GIL only", "nogil": "no-GIL only"}[p] for p in paths
+    )
 
 
 def main() -> int:
@@ -205,31 +248,63 @@ def main() -> int:
         help="run the catalog's scenario replays after every other check, not by speed",
     )
     parser.add_argument("--markdown", action="store_true", help="the catalog as a Markdown table")
+    parser.add_argument(
+        "--rerun-baseline",
+        action="store_true",
+        help="run every check on the unmutated code even if a verify recorded its times",
+    )
     args = parser.parse_args()
     mutants = [find(name) for name in args.names] if args.names else list(CATALOG)
-    if args.list:
-        for mutant in mutants:
-            print(f"{mutant.name:40} {mutant.title}")
-        return 0
-    if args.markdown:
-        print(markdown(mutants))
+    path = borrow_path()
+    if args.list or args.markdown:
+        analysis = Analysis(ROOT)
+        for mutant in mutants if args.list else ():
+            print(f"{mutant.name:40} {runs_on(mutant, analysis):12} {mutant.title}")
+        if args.markdown:
+            print(markdown(mutants, analysis))
         return 0
     started = time.monotonic()
-    checks = [c for c in CHECKS if not any(word in c.name for word in NOT_KILLERS)]
-    checks.append(CATALOG_CHECK)
+    # The checks that verify runs on this Python and path (the no-GIL verify
+    # leaves those that only read the source to the GIL one), minus lint and types.
+    checks = [
+        c for c in CHECKS
+        if not any(word in c.name for word in NOT_KILLERS) and sys.version_info >= c.needs
+        and not (c.source_only and path == "nogil")
+    ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="rcfd-mutants-") as tmp:
         scratch = Path(tmp)
         # One snapshot of the checkout for the whole run: others may edit it
         # meanwhile, and the baseline and every mutant must see the same code.
-        copy_tree(scratch / "snapshot")
-        check_catalog(mutants, scratch / "snapshot", scratch)
-        ordered = baseline(checks, scratch)
+        snapshot = copy_tree(scratch / "snapshot")
+        check_catalog(mutants, snapshot, scratch)
+        analysis = Analysis(snapshot)
+        if dead := analysis.dead_on_both():
+            raise SystemExit(f"mutants: neither borrow path runs {', '.join(dead)}: "
+                             "mutants/_paths.py misreads rcfd/, or that code is dead")  # fmt: skip
+        skipped = {
+            m.name: not_run(m, analysis, path)
+            for m in mutants if path not in paths_run(m, analysis)
+        }  # fmt: skip
+        print(f"== {NAMES[path]} ({'RCFD_NOGIL=1' if path == 'nogil' else 'no RCFD_NOGIL'}): "
+              f"{len(mutants) - len(skipped)} mutants apply, {len(skipped)} do not")  # fmt: skip
+        ordered, why = ([], "--rerun-baseline") if args.rerun_baseline else recorded(
+            checks, snapshot
+        )
+        if ordered:
+            print(f"== check order from verify ({why}); no baseline run")
+        else:
+            print(f"== baseline on the unmutated code ({why})")
+            ordered = baseline(checks, scratch)
         if args.catalog_last:
             ordered.sort(key=lambda pair: pair[0] is CATALOG_CHECK)
         print("== check order: " + ", ".join(f"{c.name} ({s:.0f}s)" for c, s in ordered))
-        results: list[Result] = []
 
         def one(mutant: Mutant) -> Result:
+            if mutant.name in skipped:
+                result = Result(mutant.name, False, "", 0.0, "", skipped[mutant.name])
+                print(f"== {mutant.name}: n/a on {NAMES[path]} (it patches only "
+                      f"{result.not_run})", flush=True)  # fmt: skip
+                return result
             result = run_mutant(mutant, ordered, scratch)
             verdict = f"killed by {result.killer}" if result.killed else "SURVIVED"
             print(f"== {mutant.name}: {verdict} ({result.seconds:.1f}s)", flush=True)
@@ -241,10 +316,18 @@ def main() -> int:
             results = list(pool.map(one, mutants))
     print()
     print(table(results))
-    survivors = [r.mutant for r in results if not r.killed]
+    applicable = [r for r in results if not r.not_run]
+    survivors = [r.mutant for r in applicable if not r.killed]
     total = time.monotonic() - started
+    if skipped:
+        print(f"\nnot applicable on {NAMES[path]} (each patches only code it never runs; "
+              "not run, not counted):")  # fmt: skip
+        for r in results:
+            if r.not_run:
+                print(f"  {r.mutant}: {r.not_run}")
     print(
-        f"\nmutants: {len(results) - len(survivors)}/{len(results)} killed in {total:.0f}s"
+        f"\nmutants on {NAMES[path]}: {len(applicable) - len(survivors)}/{len(applicable)} "
+        f"killed, {len(results) - len(applicable)} n/a, in {total:.0f}s"
         + (f"; SURVIVED: {', '.join(survivors)}" if survivors else "")
     )
     return 1 if survivors else 0

@@ -21,21 +21,38 @@ count of the log up to it. The FD's code is untouched: the arrays are
 array("L") subclasses whose changes go through the base class, and the close
 record is a Closing whose methods are Closing's. `seam.pause(where)` is
 called where a harness may preempt the calling thread: "before-insert" (a
-borrow's entry, which takes no lock), "before-lock" (a release after the
-freeze, between its tombstone and its locked decision) and "in-lock" (inside
-a locked step, as it counts the caller's borrows: where CPython may run the
-collector, and with it finalizers that release borrows).
+borrow's entry: on the GIL path it takes no lock; on the no-GIL path it is
+under the FD's lock, right after the lock's `with` began), "before-lock" (a
+release after the freeze, between its tombstone and its locked decision, as
+Closing.release starts), "before-decide" (the no-GIL path only: a release
+past its recorded tombstone, as its decision (`_nogil._decide`) starts, where
+the lock's `with` ending and each return are check points; the GIL path
+writes the tombstone and calls Closing.release with none between) and
+"in-lock" (inside a locked step, as it counts the caller's borrows: where
+CPython may run the collector, and with it finalizers that release borrows).
+A harness may also raise there: the interrupt a signal handler raises at that
+check point.
+
+On the no-GIL path (rcfd._nogil.ENABLED) the seam also checks what that path
+is for: no C call on the holders is atomic there, so the FD's lock must order
+every change of them. A thread between "before-insert" and its insert's
+effect is inside that insert; a change of the holders, the tombstones or the
+freeze by another thread meanwhile is a race the lock was meant to prevent
+(without a GIL the insert can count a borrow after the close froze the
+holders and counted zero), logged as an anomaly. With the lock held across
+the insert, as rcfd takes it, no other thread can get there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, cast
 
 from model.history import History
-from rcfd import _fd
+from rcfd import _fd, _nogil
 from rcfd._closing import Closing
 
 if TYPE_CHECKING:
@@ -53,6 +70,30 @@ class Seam:
         self.history = history
         self.pause: Callable[[str], None] = pause or (lambda where: None)
         self.made = 0  # holders made (one per init past its check)
+        # No-GIL path: thread -> the holders it is inserting into (from
+        # "before-insert" to the insert's effect), and whether a race with it
+        # was logged already; threads whose tombstone is recorded, and whose
+        # next test of the freeze is their decision ("before-decide").
+        self.inserting: dict[int, tuple[array[int], bool]] = {}
+        self.tombstoned: set[int] = set()
+
+    def changes(self, what: str) -> None:
+        """The calling thread changes the holders, the tombstones or the freeze
+        (`what`, in words): on the no-GIL path, another thread must not be
+        inside an insert. Call it under the history's lock."""
+        if not _nogil.ENABLED:
+            return
+        me = threading.get_ident()
+        for tid, (holders, logged) in list(self.inserting.items()):
+            if tid != me and not logged:
+                self.inserting[tid] = (holders, True)
+                self.history.log(
+                    "anomaly",
+                    f"{what} while {self.history.who(tid)}'s insert into the holders was "
+                    "under way: on the no-GIL path the FD's lock must order them (without "
+                    "a GIL the insert can count a borrow after a close froze the holders "
+                    "and counted zero: guarantees 1, 2)",
+                )
 
 
 _current = Seam(History())  # replaced by installed(); a default, so the classes never see None
@@ -92,18 +133,27 @@ class LoggedHolders(_Array):
         return holders
 
     def insert(self, index: int, tid: int, /) -> None:
-        _current.pause("before-insert")
-        with _current.history.lock:
-            super().insert(index, tid)  # BufferError once frozen: a refused borrow logs nothing
-            _current.history.log("hold", "insert", _current.history.who(tid))
+        seam, me = _current, threading.get_ident()
+        if _nogil.ENABLED:
+            seam.inserting[me] = (self, False)  # inside the insert until its effect
+        try:
+            seam.pause("before-insert")
+            with seam.history.lock:
+                seam.changes("inserted into the holders")
+                super().insert(index, tid)  # BufferError once frozen: a refused borrow logs nothing
+                seam.history.log("hold", "insert", seam.history.who(tid))
+        finally:
+            seam.inserting.pop(me, None)
 
     def append(self, tid: int, /) -> None:
         with _current.history.lock:
+            _current.changes("appended to the holders")
             super().append(tid)
             _current.history.log("hold", "append", _current.history.who(tid))
 
     def remove(self, tid: int, /) -> None:
         with _current.history.lock:
+            _current.changes("removed from the holders")
             super().remove(tid)  # BufferError once frozen: the release writes a tombstone
             _current.history.log("unhold", "remove", _current.history.who(tid))
 
@@ -112,6 +162,7 @@ def _holders_iadd(self: LoggedHolders, tids: Iterable[int], /) -> LoggedHolders:
     """`holders += mine`: the closer's own borrow, while its on_closing runs."""
     added = list(tids)  # before the resize: `holders += holders` logs each once
     with _current.history.lock:
+        _current.changes("added the closer's borrow to the holders")
         array.extend(self, added)
         for tid in added:
             _current.history.log("hold", "owner", _current.history.who(tid))
@@ -132,12 +183,26 @@ class _Freeze(list[memoryview]):
 
     def extend(self, views: Iterable[memoryview], /) -> None:
         with _current.history.lock:
+            _current.changes("froze the holders")
             super().extend(views)
             if self:
                 _current.history.log("freeze", "" if _exports_frozen(self[0]) else "not frozen")
 
     def append(self, view: memoryview, /) -> None:
         self.extend((view,))
+
+    def __bool__(self) -> bool:
+        # "Is the FD frozen?": on the no-GIL path, a release asks it first thing
+        # in its decision; a thread whose tombstone is recorded asks it nowhere
+        # before that (its own log line asks it under the history's lock, before
+        # the tombstone counts as recorded).
+        seam = _current
+        if seam.tombstoned:
+            me = threading.get_ident()
+            if me in seam.tombstoned:
+                seam.tombstoned.discard(me)
+                seam.pause("before-decide")
+        return len(self) > 0
 
 
 def _exports_frozen(view: memoryview) -> bool:
@@ -150,9 +215,12 @@ def _exports_frozen(view: memoryview) -> bool:
 
 def _tombstones_iadd(self: _Tombstones, tids: Iterable[int], /) -> _Tombstones:
     with _current.history.lock:
+        _current.changes("wrote a tombstone")
         for tid in tids:
             list.append(self, tid)
             _current.history.log("unhold", "tombstone", _current.history.who(tid))
+    if _nogil.ENABLED:
+        _current.tombstoned.add(threading.get_ident())  # its decision comes next
     return self
 
 
