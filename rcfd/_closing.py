@@ -153,7 +153,7 @@ class Closing:
                 if new.owner_borrowed and _nogil.ENABLED:
                     holders = fd._holders
                     tid = me
-                    # -- release (no-GIL copy "owner"; specs/rcfd.md, "Signals") --
+                    # -- release (no-GIL copy "owner"; specs/cpython.md, "Signals") --
                     released: list[object] = []
                     try:
                         give_back(fd, holders, tid, released)
@@ -166,7 +166,7 @@ class Closing:
                     # call would add a check point before it).
                     holders = fd._holders
                     tid = me
-                    # -- release (inline copy "owner"; specs/rcfd.md, "Signals") --
+                    # -- release (inline copy "owner"; specs/cpython.md, "Signals") --
                     try:
                         holders.remove(tid)
                     except BufferError:

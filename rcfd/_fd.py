@@ -1,10 +1,12 @@
 """FD: one raw file descriptor shared between threads, closed exactly once.
 
 The rules live in rcfd._lifecycle; this module applies `step` and leaves
-everything from the freeze on to rcfd._closing. A borrow takes no lock: its
-entry is one insert into `_holders`, an array that a close *freezes* (a
-memoryview export makes any resize fail atomically with BufferError), so
-"still OPEN? then count me" is a single step no other thread can split.
+everything from the freeze on to rcfd._closing. On the GIL path a borrow
+takes no lock: its entry is one insert into `_holders`, an array that a
+close *freezes* (a memoryview export makes any resize fail atomically with
+BufferError), so "still OPEN? then count me" is a single step no other
+thread can split. Without the GIL, rcfd._nogil takes the FD's lock for that
+step instead (the import picks the path once).
 
 Invariants:
   state is derived, never stored: UNINIT while `_holders is _NO_BORROWS`
@@ -19,11 +21,12 @@ Invariants:
     that meets the freeze always finds it;
   _lock is made at the first close (_guard) and orders the transitions from
     OPEN on; before, the module's _SHARED_LOCK stands in for it (init,
-    track_lifetime), so an open FD carries no lock. It is reentrant only so
+    track_lifetime), so an open FD carries no lock (on the no-GIL path init
+    makes it: every borrow takes it there). It is reentrant only so
     that a finalizer or signal handler that runs inside one of the FD's own
     locked steps is detected (rcfd._closing), never to nest those steps.
 
-Signals rule (specs/rcfd.md, "Signals"): an effect and its record are one
+Signals rule (specs/cpython.md, "Signals"): an effect and its record are one
 call or have no check point between them. The release is written out where
 a borrow ends (FD.do, Borrow.__exit__, FD._release, the owner's release in
 rcfd._closing): each copy is marked "-- release (inline copy ...)", and
@@ -286,7 +289,7 @@ class FD:
                 raise
             finally:
                 fd = self
-                # -- release (inline copy "do"; specs/rcfd.md, "Signals") --
+                # -- release (inline copy "do"; specs/cpython.md, "Signals") --
                 try:
                     holders.remove(tid)
                 except BufferError:
@@ -519,7 +522,7 @@ class FD:
         """End one borrow of thread `tid` (FD.do's interrupted insert)."""
         fd = self
         holders = fd._holders
-        # -- release (inline copy "_release"; specs/rcfd.md, "Signals") --
+        # -- release (inline copy "_release"; specs/cpython.md, "Signals") --
         try:
             holders.remove(tid)
         except BufferError:
@@ -622,7 +625,7 @@ class Borrow:
                 return  # not entered, left already, or dropped by the fork hook
             self._tid = 0  # left (no call before the release below)
             holders = fd._holders
-            # -- release (inline copy "Borrow"; specs/rcfd.md, "Signals") --
+            # -- release (inline copy "Borrow"; specs/cpython.md, "Signals") --
             try:
                 holders.remove(tid)
             except BufferError:
@@ -650,7 +653,7 @@ class Borrow:
 
 class _FreshBorrow(Borrow):
     """Borrow(fd) for FD.borrow, made without a Python __init__ frame (the
-    `with` costs more than the borrow itself; specs/rcfd.md, "Decisions")."""
+    `with` costs more than the borrow itself; specs/cpython.md, "One object per `with fd.borrow()`")."""
 
     __slots__ = ()
     __init__ = object.__init__

@@ -122,7 +122,7 @@ def do(self: FD, fn: Callable[[int], T], /) -> T:
         raise
     finally:
         fd = self
-        # -- release (no-GIL copy "do"; specs/rcfd.md, "Signals") --
+        # -- release (no-GIL copy "do"; specs/cpython.md, "Signals") --
         released: list[object] = []
         try:
             give_back(fd, holders, tid, released)
@@ -168,7 +168,7 @@ def borrow_exit(
         return  # not entered, left already, or dropped by the fork hook
     self._tid = 0  # left
     holders = fd._holders
-    # -- release (no-GIL copy "Borrow"; specs/rcfd.md, "Signals") --
+    # -- release (no-GIL copy "Borrow"; specs/cpython.md, "Signals") --
     released: list[object] = []
     try:
         give_back(fd, holders, tid, released)

@@ -1,6 +1,6 @@
 """aclose(): close for asyncio, with real tasks and borrows in asyncio.to_thread.
 
-What must hold (specs/rcfd.md, "aclose"): the event loop is not blocked and
+What must hold (specs/ecosystem.md, "aclose"): the event loop is not blocked and
 no thread is parked per close; the borrow that returns last runs close_func
 and wakes the task; cancelling the task does not cancel the close, which
 still happens exactly once; `timeout` raises TimeoutError and leaves the

@@ -163,7 +163,7 @@ def _release_copies() -> dict[str, list[str]]:
     from rcfd import _closing, _fd, _nogil
 
     marker = re.compile(
-        r'# -- release \((inline|no-GIL) copy "(\w+)"; specs/rcfd.md, "Signals"\) --'
+        r'# -- release \((inline|no-GIL) copy "(\w+)"; specs/cpython.md, "Signals"\) --'
     )
     copies: dict[str, list[str]] = {}
     for module in (_fd, _closing, _nogil):

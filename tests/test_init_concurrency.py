@@ -2,7 +2,7 @@
 
 An FD has no lock of its own before its first close; init() and
 track_lifetime() take the module's shared lock instead, and init publishes
-the holders last (specs/rcfd.md, "Decisions": the lock, init's linearization
+the holders last (specs/cpython.md, "The borrow takes no lock": the lock, init's linearization
 point). The interleaving exploration covers the races line by line; these
 tests pin the two rules with real threads and one deterministic window.
 """

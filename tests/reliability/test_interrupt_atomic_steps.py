@@ -9,7 +9,7 @@ test_interrupt_points.py cannot raise at exactly that point (its trace
 function raises at the next instruction, which a different handler covers),
 so these tests make the step itself raise after taking effect: the holders
 are an array whose insert inserts and then raises, and the freeze's map is
-an iterator that yields the view and then raises. specs/rcfd.md, "Signals".
+an iterator that yields the view and then raises. specs/cpython.md, "Signals".
 """
 
 from __future__ import annotations

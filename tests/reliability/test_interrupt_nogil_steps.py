@@ -8,7 +8,7 @@ the lock's __enter__ returns (from 3.14), before the step, or as the with
 ends, after it; a C call itself is never split. The doubles below make each
 of those two points raise, once: holders whose insert/remove raises before
 acting (the interrupt before the step), and a lock whose __exit__ raises once
-released (the interrupt after it). specs/rcfd.md, "Signals".
+released (the interrupt after it). specs/cpython.md, "Signals".
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ function starts (RESUME), right after a call returns, and on a backward jump.
 A trace function with f_trace_opcodes raises the interrupt at the k-th such
 point of rcfd's own code (rcfd/*.py), for k = 0, 1, 2, ... until a run
 completes with no point left; each run then checks the invariants a real
-signal must not break (specs/rcfd.md, "Signals"): the borrow count is exact,
+signal must not break (specs/cpython.md, "Signals"): the borrow count is exact,
 and the close happens exactly once, or is still possible, never lost.
 
 Where the exception handler that covers a call differs from the one covering
@@ -217,7 +217,7 @@ def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]
         inside.set()  # if the interrupt struck before the borrow began
         exit_name = rcfd.Borrow.__exit__.__name__  # borrow_exit on the no-GIL path
         if form == "borrow" and _at_function_entry(injector.fired_at, exit_name):
-            # The documented limit (specs/rcfd.md, "Signals"): CPython checks
+            # The documented limit (specs/cpython.md, "Signals"): CPython checks
             # for signals as any Python function starts, Borrow.__exit__
             # included, before its first line can release anything. The
             # borrow is left behind; do() has no such gap. Show it, then end
