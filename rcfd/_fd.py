@@ -653,7 +653,8 @@ class Borrow:
 
 class _FreshBorrow(Borrow):
     """Borrow(fd) for FD.borrow, made without a Python __init__ frame (the
-    `with` costs more than the borrow itself; specs/cpython.md, "One object per `with fd.borrow()`")."""
+    `with` costs more than the borrow itself; specs/cpython.md, "One object
+    per `with fd.borrow()`")."""
 
     __slots__ = ()
     __init__ = object.__init__

@@ -2,8 +2,8 @@
 
 An FD has no lock of its own before its first close; init() and
 track_lifetime() take the module's shared lock instead, and init publishes
-the holders last (specs/cpython.md, "The borrow takes no lock": the lock, init's linearization
-point). The interleaving exploration covers the races line by line; these
+the holders last (specs/cpython.md, "The borrow takes no lock": the lock,
+init's linearization point). The interleaving exploration covers the races line by line; these
 tests pin the two rules with real threads and one deterministic window.
 """
 
