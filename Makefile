@@ -70,8 +70,9 @@ verify: $(STAMP)
 
 # ---- RCFD_NOGIL (issue 13): verify and the catalog on rcfd's no-GIL code path ----
 # RCFD_NOGIL=1 forces that path (rcfd/_nogil.py: the borrow takes the FD's lock)
-# on a GIL interpreter. The same checks as `make verify` and `make mutants`, run
-# against it; CI runs both (.ci/run).
+# on a GIL interpreter. The checks of `make verify` that run rcfd (ruff, mypy and
+# CrossHair read the source: `make verify` runs them), and the catalog, against
+# that path; CI runs both (.ci/run).
 verify-nogil: $(STAMP)
 	RCFD_NOGIL=1 $(VPY) tools/verify.py
 
