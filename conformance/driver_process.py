@@ -124,6 +124,13 @@ class DriverProcess:
                 return taken
             taken.append(got)
 
+    def kill(self) -> None:
+        """Kill the driver at once, without asking it to end the trace (after a
+        failed step, when its teardown would wait out what that step left
+        blocked); a later stop() finds it gone."""
+        self.proc.kill()
+        self.proc.wait()
+
     def stop(self) -> None:
         with contextlib.suppress(DriverError):
             self.request("quit")

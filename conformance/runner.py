@@ -1,7 +1,7 @@
 """Replay every conformance trace through a driver program; report per trace
 and per guarantee.
 
-    python -m conformance.runner [--only NAME]... [--expect-s S] -- DRIVER [ARG]...
+    python -m conformance.runner [--only NAME]... [--expect-s S] [-x] -- DRIVER [ARG]...
     python -m conformance.runner -- python -m conformance.drivers.rcfd_driver
 
 The driver speaks conformance/PROTOCOL.md on its stdin and stdout. Each
@@ -12,6 +12,12 @@ the steps so far as a timeline and what differed. The report lists every
 trace, then every guarantee with the traces that show it: kept (all
 passed), BROKEN (by which), or not shown (all skipped). Exit status 1 if a
 trace failed or none ran.
+
+-x (--exitfirst) stops at the first failed trace, as pytest -x does: the
+driver is killed instead of asked to end (its teardown would wait out what
+the failed step left blocked), and the traces after it are not run (the
+summary counts them). `make mutants` runs the runner so; `make verify` runs
+every trace.
 """
 
 from __future__ import annotations
@@ -40,7 +46,10 @@ class Outcome:
     detail: list[str] = field(default_factory=list)
 
 
-def replay(driver: DriverProcess, trace: dict[str, Any], expect_s: float) -> Outcome:
+def replay(
+    driver: DriverProcess, trace: dict[str, Any], expect_s: float, exitfirst: bool = False
+) -> Outcome:
+    """One trace; with `exitfirst`, a failed one is not ended (the caller kills the driver)."""
     outcome = Outcome(trace["name"], trace["guarantees"], "pass")
     steps: list[dict[str, Any]] = trace["steps"]
     driver.request("begin", trace=trace["name"], threads=trace["threads"])
@@ -58,6 +67,8 @@ def replay(driver: DriverProcess, trace: dict[str, Any], expect_s: float) -> Out
                 *(f"    {p}" for p in problems),
             ]
             break
+    if exitfirst and outcome.status == "FAIL":
+        return outcome
     left = [str(p) for p in driver.request("end").get("problems", [])]
     late = [r for r in driver.drain() if r.call_id >= 0 or r.kind == "anomaly"]
     if outcome.status == "pass":
@@ -68,7 +79,9 @@ def replay(driver: DriverProcess, trace: dict[str, Any], expect_s: float) -> Out
     return outcome
 
 
-def run(argv: list[str], files: list[Path], expect_s: float) -> list[Outcome]:
+def run(
+    argv: list[str], files: list[Path], expect_s: float, exitfirst: bool = False
+) -> list[Outcome]:
     outcomes: list[Outcome] = []
     driver = DriverProcess(argv)
     try:
@@ -86,21 +99,26 @@ def run(argv: list[str], files: list[Path], expect_s: float) -> list[Outcome]:
                 )
                 continue
             try:
-                outcomes.append(replay(driver, trace, expect_s))
+                outcomes.append(replay(driver, trace, expect_s, exitfirst))
             except DriverError as exc:
                 tail = list(driver.stderr)[-10:]
                 outcomes.append(
                     Outcome(trace["name"], trace["guarantees"], "FAIL", 0, [str(exc), *tail])
                 )
-                driver.stop()
-                driver = DriverProcess(argv)  # a fresh one for the next trace
-                driver.request("hello")
+                if not exitfirst:
+                    driver.stop()
+                    driver = DriverProcess(argv)  # a fresh one for the next trace
+                    driver.request("hello")
+            if exitfirst and outcomes[-1].status == "FAIL":
+                driver.kill()  # its teardown would wait out what the failed step left blocked
+                break
     finally:
         driver.stop()
     return outcomes
 
 
-def report(outcomes: list[Outcome], elapsed: float) -> str:
+def report(outcomes: list[Outcome], elapsed: float, not_run: int = 0) -> str:
+    """The report; `not_run` traces were left out by --exitfirst."""
     lines = ["== traces"]
     for o in outcomes:
         lines.append(f"{o.status:<4}  {o.name}  ({o.steps} steps; guarantees {o.guarantees})")
@@ -116,6 +134,8 @@ def report(outcomes: list[Outcome], elapsed: float) -> str:
         elif ran:
             kept += 1
             lines.append(f"{g:>2}  kept ({len(ran)} traces)")
+        elif not_run:
+            lines.append(f"{g:>2}  not shown (no trace showing it ran before -x stopped)")
         else:
             lines.append(f"{g:>2}  not shown (every trace showing it was skipped)")
     count = {s: sum(o.status == s for o in outcomes) for s in ("pass", "FAIL", "skip")}
@@ -123,6 +143,7 @@ def report(outcomes: list[Outcome], elapsed: float) -> str:
         f"conformance: {len(outcomes)} traces: {count['pass']} passed, {count['FAIL']} failed, "
         f"{count['skip']} skipped; {sum(o.steps for o in outcomes)} steps; "
         f"guarantees kept {kept}/{len(GUARANTEES)}; {elapsed:.1f}s"
+        + (f"; stopped at the first failure (-x): {not_run} traces not run" if not_run else "")
     )
     return "\n".join(lines)
 
@@ -136,12 +157,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", action="append", default=[], help="traces whose name has this")
     parser.add_argument("--expect-s", type=float, default=EXPECT_S, help="bound of each wait")
     parser.add_argument("--traces", type=Path, default=TRACES)
+    parser.add_argument(
+        "-x", "--exitfirst", action="store_true", help="stop at the first failed trace"
+    )
     args = parser.parse_args(argv[:split])
     files = sorted(args.traces.glob("*.json"))
     files = [f for f in files if not args.only or any(o in f.stem for o in args.only)]
     start = time.monotonic()
-    outcomes = run(argv[split + 1 :], files, args.expect_s)
-    print(report(outcomes, time.monotonic() - start))
+    outcomes = run(argv[split + 1 :], files, args.expect_s, args.exitfirst)
+    print(report(outcomes, time.monotonic() - start, len(files) - len(outcomes)))
     ran = [o for o in outcomes if o.status != "skip"]
     return 1 if not ran or any(o.status == "FAIL" for o in outcomes) else 0
 

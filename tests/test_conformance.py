@@ -106,3 +106,19 @@ def test_a_driver_without_a_capability_skips_the_traces_that_need_it() -> None:
     assert len(skipped) == len(needing), report
     assert report.count("lacks ['needs-finalizer']") == len(needing), report
     assert f"{len(FILES) - len(needing)} passed, 0 failed, {len(needing)} skipped" in report
+
+
+def test_exitfirst_stops_at_the_first_failed_trace_and_says_so() -> None:
+    # As `make mutants` runs it: the first failure is reported whole, no trace runs
+    # after it, and the summary counts those left out.
+    code, report = runner(
+        "-x", "--expect-s", "0.5", driver=[*DRIVER, "--plant", "close-returns-early"]
+    )
+    assert code == 1, report
+    lines = report.splitlines()
+    ran = [r for r in lines if r.startswith(("pass  ", "FAIL  ", "skip  "))]
+    assert ran[-1].startswith("FAIL  ") and sum(r.startswith("FAIL  ") for r in ran) == 1, report
+    assert "^^^ step #" in report and "BROKEN by" in report, report
+    summary = lines[-1]
+    assert f"stopped at the first failure (-x): {len(FILES) - len(ran)} traces not run" in summary
+    assert len(FILES) > len(ran), report
