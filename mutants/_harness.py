@@ -76,6 +76,13 @@ from rcfd import _nogil
 
 WAIT = 10.0  # seconds: the bound on anything that must happen (generous for loaded CI)
 SETTLE = 0.25  # seconds: how long a call that may block gets before it is shown "waiting"
+# An await on a close(timeout) ends this long after the close's deadline: a timed-out
+# close has only to wake and raise (microseconds), so 1 s covers a loaded box's
+# scheduling; one still blocked then is shown waiting, as after WAIT before.
+PAST_DEADLINE = 1.0
+# The teardown's bound once the replay broke a guarantee: the verdict is in, and
+# a broken FD may never let it finish (WAIT, twice over, for nothing).
+BROKEN_TEARDOWN = 1.0
 
 Action = Literal[
     "borrow",  # fd.do(fn); fn then takes this thread's next steps
@@ -177,10 +184,14 @@ def replay(scenario: Scenario, *, wait: float = WAIT) -> Replay:
     enabled = gc.isenabled()
     gc.disable()  # the collector runs where a step says, and nowhere else
     replayer = _Replayer(scenario, wait)
+    teardown = wait
     try:
-        return replayer.run()
+        result = replayer.run()
+        if result.violations:
+            teardown = min(wait, BROKEN_TEARDOWN)
+        return result
     finally:
-        replayer.shutdown(wait)
+        replayer.shutdown(teardown)
         if enabled:
             gc.enable()
 
@@ -230,6 +241,7 @@ class _Replayer(RcfdThreads):
         self.paused: dict[int, str] = {}  # worker -> the callback or pause it is stopped in
         self.open: dict[int, list[int]] = {}  # worker -> ids of its calls not returned yet
         self.moved: dict[int, int] = {}  # worker -> reports about it so far
+        self.deadlines: dict[int, float] = {}  # worker -> when its close(timeout) gives up
         self.ids = 0
         self.notes: list[tuple[int, str, str]] = []  # (step, thread, text) for the rows
         self.step = 0
@@ -423,7 +435,10 @@ class _Replayer(RcfdThreads):
             return
         if step.action == "await":
             self.note(name, "(awaited)")
-            self.wait_for(lambda: not self.open.get(index), self.wait)
+            bound = self.wait
+            if index in self.deadlines:  # no longer than its close's deadline, and a margin
+                bound = min(bound, self.deadlines[index] + PAST_DEADLINE - time.monotonic())
+            self.wait_for(lambda: not self.open.get(index), max(0.0, bound))
             if self.open.get(index):
                 self.note(name, "(still waiting)")
             return
@@ -460,6 +475,10 @@ class _Replayer(RcfdThreads):
             return
         if step.action == "close":
             timeout = "none" if step.timeout is None else repr(step.timeout)
+            if step.timeout is not None and step.timeout >= 0:  # NaN: no deadline
+                self.deadlines[index] = time.monotonic() + step.timeout
+            else:
+                self.deadlines.pop(index, None)
             self.command(index, "close", timeout, settle=SETTLE)
         elif step.action == "init":
             self.command(index, "init", self.scenario.close_func, settle=SETTLE)
@@ -475,6 +494,8 @@ class _Replayer(RcfdThreads):
         """Give worker `index` one command; wait (at most `settle`) until it
         shows progress: a call of its returned, its fn was entered, or it paused."""
         self.ids += 1
+        if call != "close":
+            self.deadlines.pop(index, None)  # an await then waits for this call, up to WAIT
         moved = self.moved.get(index, 0)
         if call not in ("end_borrow", "end_callback"):
             self.open.setdefault(index, []).append(self.ids)
