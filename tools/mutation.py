@@ -6,15 +6,19 @@
    that path never runs (mutants/_paths.py reads which from the source) is
    "n/a" on it: listed, not run, never counted as killed.
 3. The checks of tools/verify.py (minus lint and types, which say nothing about
-   behaviour), cheapest first. Their times come from the record of a `make
+   behaviour), cheapest first, those that only read the source (CrossHair)
+   after those that run rcfd. Their times come from the record of a `make
    verify` on this Python and path that passed on a tree with the same digest
    as the copy this run checks (tools/verify.py, TIMES): that verify was
    this baseline. Without such a record they run once on an unmutated copy
    of the tree: all must pass, else exit 1, and their times there order them.
 4. For each applicable mutant: a fresh copy of the tree, the mutant applied,
    the checks run in that order until one fails (the mutant is killed) or
-   none does (it survived). A check that exceeds its time limit counts as
-   failing: a hang is what several of these bugs cause.
+   none does (it survived). Each stops at its own first failure (pytest -x,
+   the conformance runner's -x), and the catalog's scenarios begin with the
+   mutant's own. A check that exceeds its time limit (3 times its recorded
+   time, at least 90 s) counts as failing: a hang is what several of these
+   bugs cause.
 5. A table: mutant, killed/SURVIVED/n/a, the check that killed it, how long.
    Exit 1 if any mutant survived.
 
@@ -45,6 +49,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `mutants` and `tools` imp
 from mutants import CATALOG, find  # noqa: E402
 from mutants._mutant import Mutant, MutantDoesNotApply, apply  # noqa: E402
 from mutants._paths import NAMES, PATHS, Analysis, not_run, paths_run  # noqa: E402
+from tests.test_mutation_kills import test_scenario_breaks_nothing_on_the_real_fd  # noqa: E402
 from tools.verify import (  # noqa: E402
     CHECKS,
     UNCOPIED,
@@ -62,6 +67,10 @@ NOT_KILLERS = ("ruff", "mypy")
 # `make verify` catches without them); verify's unit tests leave them out.
 KILL_TESTS = "tests/test_mutation_kills.py"
 CATALOG_CHECK = next(c for c in CHECKS if KILL_TESTS in c.argv)
+# On a mutant, that check replays the mutant's own scenario first (then the whole
+# file, that one again included: --keep-duplicates), so that with -x it need not
+# get through the scenarios of the mutants listed before it to fail.
+OWN_SCENARIO = KILL_TESTS + "::" + test_scenario_breaks_nothing_on_the_real_fd.__name__ + "[{}]"
 # What is copied: the tree minus VCS data, virtualenvs, caches and scratch
 # (the same files the digest of a verify's record covers).
 IGNORE = shutil.ignore_patterns(*UNCOPIED)
@@ -94,8 +103,11 @@ def environment(tree: Path) -> dict[str, str]:
     return env
 
 
-def argv_for(check: Check, tree: Path) -> list[str]:
-    """The check's command, pointed at `tree`; pytest stops at the first failure."""
+def argv_for(check: Check, tree: Path, mutant: Mutant | None = None) -> list[str]:
+    """The check's command, pointed at `tree`, stopping at its first failure:
+    pytest -x, the conformance runner's -x (a mutant is killed by one failure;
+    the rest of the run would only take longer to say so). The catalog's check
+    on `mutant` replays that mutant's scenario first (OWN_SCENARIO)."""
     # Paths into the checkout become paths into the copy; the interpreter (in
     # the checkout's .venv) stays.
     argv = [
@@ -104,6 +116,12 @@ def argv_for(check: Check, tree: Path) -> list[str]:
     if "pytest" in argv:
         at = argv.index("pytest") + 1
         argv[at:at] = ["-x", "--timeout=120"]
+    if "conformance.runner" in argv:
+        at = argv.index("conformance.runner") + 1
+        argv[at:at] = ["-x"]
+    if check is CATALOG_CHECK and mutant is not None:
+        at = argv.index(KILL_TESTS)
+        argv[at:at] = ["--keep-duplicates", OWN_SCENARIO.format(mutant.name)]
     return argv
 
 
@@ -117,12 +135,14 @@ def assert_uses_copy(tree: Path) -> None:
         raise SystemExit(f"mutants: the copy in {tree} imports rcfd from {out}, not its own")
 
 
-def run_check(check: Check, tree: Path, limit: float) -> tuple[bool, float, str]:
+def run_check(
+    check: Check, tree: Path, limit: float, mutant: Mutant | None = None
+) -> tuple[bool, float, str]:
     """(passed, seconds, output tail). Over `limit` seconds counts as a failure."""
     start = time.monotonic()
     try:
         proc = subprocess.run(
-            argv_for(check, tree), cwd=tree, env=environment(tree),
+            argv_for(check, tree, mutant), cwd=tree, env=environment(tree),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=limit,
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
@@ -191,7 +211,10 @@ def run_mutant(mutant: Mutant, checks: list[tuple[Check, float]], scratch: Path)
         apply(mutant, tree)
         assert_uses_copy(tree)
         for check, base in checks:
-            ok, _, output = run_check(check, tree, limit=max(90.0, 3 * base))
+            ok, _, output = run_check(check, tree, limit=max(90.0, 3 * base), mutant=mutant)
+            if not ok and "ERROR: not found: " in output:  # pytest's, for a test id: not a kill
+                raise SystemExit(f"mutants: pytest has no {OWN_SCENARIO.format(mutant.name)} "
+                                 f"(the catalog test's ids changed?):\n{tail(output)}")  # fmt: skip
             if not ok:
                 return Result(mutant.name, True, check.name, time.monotonic() - start, tail(output))
         return Result(mutant.name, False, "", time.monotonic() - start, "")
@@ -295,6 +318,10 @@ def main() -> int:
         else:
             print(f"== baseline on the unmutated code ({why})")
             ordered = baseline(checks, scratch)
+        # Those that only read the source (CrossHair: step()'s contracts) after those
+        # that run the mutated rcfd, each group cheapest first: a mutant is a change
+        # of behaviour, and none of the catalog's edits the code CrossHair proves.
+        ordered.sort(key=lambda pair: pair[0].source_only)
         if args.catalog_last:
             ordered.sort(key=lambda pair: pair[0] is CATALOG_CHECK)
         print("== check order: " + ", ".join(f"{c.name} ({s:.0f}s)" for c, s in ordered))
