@@ -16,7 +16,7 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_registry.py",
-            "stack = _init_stack(sys._getframe(1))",
+            "stack = _init_stack()",
             "stack = traceback.StackSummary()  # mutant: no stack",
         ),
     ),

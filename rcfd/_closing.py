@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 from rcfd import _nogil
 from rcfd._lifecycle import CloseEvent, Duty, Event, Outcome, Stage, close_step
 from rcfd._nogil import give_back, give_back_again
-from rcfd._registry import Release
+from rcfd._registry import Release, user_stacklevel
 
 if TYPE_CHECKING:
     import asyncio
@@ -391,7 +391,7 @@ class Closing:
         warnings.warn(
             f"rcfd: close_func raised {error!r} {who}; {fd!r} is closed",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
 
     # -- the waiting closers ------------------------------------------------------

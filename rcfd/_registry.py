@@ -79,9 +79,9 @@ class FDStats:
         return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _init_stack(skip: FrameType | None) -> traceback.StackSummary:
+def _init_stack() -> traceback.StackSummary:
     """The caller's stack without rcfd's own frames; source lines are read later."""
-    frames = [(f, n) for f, n in traceback.walk_stack(skip) if not _is_rcfd_frame(f)]
+    frames = [(f, n) for f, n in traceback.walk_stack(None) if not _is_rcfd_frame(f)]
     frames.reverse()
     return traceback.StackSummary.extract(frames, lookup_lines=False)
 
@@ -89,6 +89,19 @@ def _init_stack(skip: FrameType | None) -> traceback.StackSummary:
 def _is_rcfd_frame(frame: FrameType) -> bool:
     name = frame.f_globals.get("__name__")
     return isinstance(name, str) and name.startswith("rcfd.")
+
+
+def user_stacklevel() -> int:
+    """warnings.warn's stacklevel, for the function that calls this, that names
+    the first frame outside rcfd: a warning points at the user's line that
+    led to it (the borrow whose release ran close_func), however deep in rcfd
+    it is raised."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and _is_rcfd_frame(frame):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class LifetimeRegistry:
@@ -158,7 +171,7 @@ class LifetimeRegistry:
     # The FD calls these; each is one locked update.
 
     def _record_init(self, key: int, rawfd: int) -> None:
-        stack = _init_stack(sys._getframe(1))
+        stack = _init_stack()
         with self._lock:
             self._initialized += 1
             self._in_flight[key] = (rawfd, stack)

@@ -18,6 +18,7 @@ import asyncio
 import copy
 import os
 import pickle
+import sys
 import threading
 import warnings
 from array import array
@@ -149,6 +150,43 @@ def test_close_funcs_error_after_a_timed_out_close_is_warned_as_such() -> None:
         f"rcfd: close_func raised {error!r} after close() stopped waiting; {fd!r} is closed"
     ]
     assert (state_of(fd), len(closer.calls)) == (rcfd.State.CLOSED, 1)
+
+
+def test_close_funcs_unreceived_error_is_warned_at_the_users_line() -> None:
+    # Kills _closing.xǁClosingǁ_report_unreceived__mutmut_18 and _19 (a fixed
+    # stacklevel, 1 or 4) and registry.user_stacklevel's mutants: the warning
+    # names the line whose release ran close_func (here the end of the with
+    # block), not a line inside rcfd. Deselected under mutmut, whose
+    # trampolines sit between rcfd's frames (tools/mutmut_run.py).
+    closer = CountingClose(error=OSError(5, "test: close failed"))
+    fd = rcfd.FD(os.eventfd(0), closer)
+    with pytest.warns(RuntimeWarning) as caught:
+        line = _current_line() + 1  # the with statement: its exit runs close_func
+        with fd.borrow():
+            thread, outcome = in_thread(lambda: fd.close(timeout=0))
+            assert outcome.done.wait(WAIT)
+            thread.join(WAIT)
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+    assert len(closer.calls) == 1
+
+
+def _current_line() -> int:
+    frame = sys._getframe(1)
+    return frame.f_lineno
+
+
+def test_a_borrow_entered_twice_says_to_make_one_per_block() -> None:
+    # Kills _errors.x_borrow_entered_twice__mutmut_2, _3, _5, _6 (the words).
+    fd = rcfd.FD(os.eventfd(0))
+    borrow = fd.borrow()
+    with borrow, pytest.raises(RuntimeError) as twice, borrow:
+        pass
+    assert str(twice.value) == (
+        "rcfd: this Borrow is already entered; a Borrow is one borrow: call "
+        "fd.borrow() for each with-block (and in each thread)"
+    )
+    assert (fd.borrow_count, state_of(fd)) == (0, rcfd.State.OPEN)
+    fd.close()
 
 
 # -- interrupts the close resumes from ---------------------------------------

@@ -103,6 +103,15 @@ NOT_PER_MUTANT = [
     # never leaves it, so it fails after tests/test_mutation_kills.py, which
     # mutmut (fast tests first) runs before it.
     "--deselect=tests/test_history_checks.py::test_the_seam_logs_a_real_fds_life_with_its_counts",
+    # Checks that close_func's unreceived error is warned at the user's line
+    # (rcfd._registry.user_stacklevel walks out of rcfd's frames); under mutmut
+    # its trampolines are frames outside rcfd, so it fails on the unmutated code.
+    "--deselect=tests/test_mutmut_fd.py::test_close_funcs_unreceived_error_is_warned_at_the_users_line",
+    # Tests mutants/_paths.py, which reads rcfd/'s source text to tell which
+    # borrow path runs each catalog mutant's code; mutmut's copy of rcfd/
+    # holds every mutant beside each function, so it fails unmutated (and it
+    # calls no rcfd code a mutant could change).
+    "--ignore=tests/test_mutant_paths.py",
 ]
 
 
@@ -219,6 +228,56 @@ def results() -> list[tuple[str, str]]:
 
 COLUMNS = ("killed", "timeout", "survived", "no tests", "suspicious", "not checked")
 
+# mutmut selects, per mutant, the tests that reached its function in mutmut's
+# own process, after the import. It never selects a test for code that runs
+# only at import (rcfd._lifecycle's TABLE), in a forked child (fork repair) or
+# in a subprocess, or on the other borrow path (rcfd/_nogil.py on a GIL
+# build): those mutants show "no tests", or "survived" untested. --recheck
+# runs each of them once more in a fresh interpreter with the mutant active
+# from the import on (mutmut's MUTANT_UNDER_TEST, which forked children and
+# subprocesses inherit), against the whole per-mutant selection (rcfd._nogil's
+# with RCFD_NOGIL=1), stopping at the first failure: "killed (recheck)". The
+# selection must first pass with no mutant active, on both paths.
+# (The shutdown test stays out: at interpreter exit mutmut's trampoline reads
+# os.environ, which is gone by then, so it fails unmutated.)
+RECHECK_TESTS = ["tests/", *NOT_PER_MUTANT]
+RECHECK_TIMEOUT = 900  # seconds per mutant: the selection passes in ~70 s unmutated
+# MUTANT_UNDER_TEST values that name no mutant (the trampolines call the
+# original), one per path.
+UNMUTATED = ("rcfd.unmutated", "rcfd._nogil.unmutated")
+
+
+def recheck_one(name: str) -> str:
+    env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONPATH=str(WORK / "mutants"))
+    if name.startswith("rcfd._nogil."):
+        env["RCFD_NOGIL"] = "1"
+    argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+    try:
+        run = subprocess.run(
+            [*argv, "--timeout=60", *RECHECK_TESTS],
+            cwd=WORK / "mutants",  # mutmut's mutated tree, as its own runs use
+            env=env,
+            capture_output=True,
+            timeout=RECHECK_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout (recheck)"
+    return "survived" if run.returncode == 0 else "killed (recheck)"
+
+
+def recheck(found: list[tuple[str, str]], children: int) -> list[tuple[str, str]]:
+    """`found` with every "survived" or "no tests" mutant run again (RECHECK_TESTS)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    again = [name for name, status in found if status in ("survived", "no tests")]
+    print(f"\nrecheck: {len(again)} mutants in fresh interpreters ({children} at a time)")
+    with ThreadPoolExecutor(children) as pool:
+        baseline = dict(zip(UNMUTATED, pool.map(recheck_one, UNMUTATED), strict=True))
+        if any(verdict != "survived" for verdict in baseline.values()):
+            raise SystemExit(f"recheck: the selection fails with no mutant active: {baseline}")
+        verdicts = dict(zip(again, pool.map(recheck_one, again), strict=True))
+    return [(name, verdicts.get(name, status)) for name, status in found]
+
 
 def per_module(found: list[tuple[str, str]]) -> str:
     """A table: per module of rcfd/, its mutants by status, and its score
@@ -227,6 +286,7 @@ def per_module(found: list[tuple[str, str]]) -> str:
     for name, status in found:
         module = name.split(".x", 1)[0]  # rcfd._fd.xǁFDǁclose__mutmut_3 -> rcfd._fd
         row = counts.setdefault(module, dict.fromkeys((*COLUMNS, "other"), 0))
+        status = {"killed (recheck)": "killed", "timeout (recheck)": "timeout"}.get(status, status)
         row[status if status in COLUMNS else "other"] += 1
     lines = [
         f"{'module':<20} {'total':>5} "
@@ -265,14 +325,34 @@ def main() -> int:
         help="mutate this commit's tree (plus the working tree's tests/test_mutmut_*.py), "
         "not the working tree",
     )
+    parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="run every survivor and unreached mutant again in a fresh interpreter "
+        "(RECHECK_TESTS: code mutmut cannot attribute a test to)",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="no mutmut run: report (and --recheck) the last run's results",
+    )
     parser.add_argument("mutants", nargs="*", help="mutmut mutant names or globs (default: all)")
     args = parser.parse_args()
-    tests = ["tests/", *NOT_PER_MUTANT]
     started = time.monotonic()
-    source = ROOT if args.rev is None else snapshot(args.rev)
-    prepare(args.fresh, tests, source)
-    if args.rev is not None:
-        print(f"mutating {args.rev} ({rev_name(args.rev)})")
+    if not args.report:
+        code = run_mutmut(args.fresh, args.rev, args.max_children, args.mutants)
+        if code:
+            return code
+    report(args.recheck, args.max_children, args.show, started)
+    return 0
+
+
+def run_mutmut(fresh: bool, rev: str | None, children: int, mutants: list[str]) -> int:
+    tests = ["tests/", *NOT_PER_MUTANT]
+    source = ROOT if rev is None else snapshot(rev)
+    prepare(fresh, tests, source)
+    if rev is not None:
+        print(f"mutating {rev} ({rev_name(rev)})")
     # Tests that start Python in a subprocess (the conformance driver, the
     # README's blocks) import the mutated tree too, not the checkout that the
     # venv's editable install points at (which others may be editing).
@@ -281,13 +361,16 @@ def main() -> int:
         [str(WORK / "mutants"), *filter(None, [os.environ.get("PYTHONPATH")])]
     )
     run = subprocess.run(
-        [str(MUTMUT), "run", "--max-children", str(args.max_children), *args.mutants],
+        [str(MUTMUT), "run", "--max-children", str(children), *mutants],
         cwd=WORK,
         env=env,
     )
     if run.returncode != 0:
         print(f"mutmut run failed (exit {run.returncode})", file=sys.stderr)
-        return run.returncode
+    return run.returncode
+
+
+def report(again: bool, children: int, show: bool, started: float) -> None:
     s = stats()
     checked = sum(s[k] for k in ("killed", "timeout", "survived", "suspicious", "no_tests"))
     caught = s["killed"] + s["timeout"]
@@ -301,14 +384,18 @@ def main() -> int:
         f"score {score:.1f}% ({time.monotonic() - started:.0f}s)"
     )
     print("\nPer module (modules with no mutant checked are left out):\n" + per_module(found))
+    if again:
+        found = recheck(found, children)
+        done = ("killed", "killed (recheck)", "not checked")
+        left = [(name, status) for name, status in found if status not in done]
+        print("\nPer module, after the recheck:\n" + per_module(found))
     for name, status in left:
         print(f"  {status}: {name}")
-        if args.show:
+        if show:
             diff = subprocess.run(
                 [str(MUTMUT), "show", name], cwd=WORK, capture_output=True, text=True
             ).stdout
             print("    " + diff.replace("\n", "\n    "))
-    return 0
 
 
 if __name__ == "__main__":
