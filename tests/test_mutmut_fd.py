@@ -189,6 +189,34 @@ def test_a_borrow_entered_twice_says_to_make_one_per_block() -> None:
     fd.close()
 
 
+def test_a_refused_borrow_is_refused_again_when_entered_again() -> None:
+    # Kills _nogil.x_borrow_enter__mutmut_15 (run with RCFD_NOGIL=1): a
+    # refusal leaves the Borrow as it was, not marked entered, so entering it
+    # again is refused for the FD's state, not as a Borrow entered twice.
+    fd = rcfd.FD(os.eventfd(0))
+    borrow = fd.borrow()
+    fd.close()
+    for _ in range(2):
+        with pytest.raises(rcfd.ClosedFDError):
+            borrow.__enter__()
+
+
+def test_do_says_why_it_refuses_a_coroutine() -> None:
+    # Kills _nogil.x_refuse_coroutine__mutmut_11, _13, _14 (the words).
+    async def fn(rawfd: int) -> int:
+        return rawfd
+
+    fd = rcfd.FD(os.eventfd(0))
+    with pytest.raises(TypeError) as refused:
+        fd.do(cast("Callable[[int], object]", fn))
+    assert str(refused.value) == (
+        "do: fn returned a coroutine, which would run after the borrow ended; "
+        "call a blocking fn (in a thread: asyncio.to_thread(fd.do, fn))"
+    )
+    assert fd.borrow_count == 0
+    fd.close()
+
+
 # -- interrupts the close resumes from ---------------------------------------
 
 

@@ -171,3 +171,20 @@ def test_the_fd_applies_step_and_close_step_as_read_at_import() -> None:
         key = (state, event, caller > 0, in_close_func, borrows == 0)
         expected = step(state, borrows, caller, event, in_close_func)
         assert TABLE[key] == (expected.state, expected.outcome), key
+
+
+def test_the_table_holds_exactly_the_inputs_an_fd_can_present() -> None:
+    """TABLE has a row for every input an FD can present for the events it
+    reads from it, and none for an input no FD can present (a caller's borrow
+    with no borrow running, borrows in UNINIT or CLOSED, close_func running
+    outside CLOSING or under a borrow): a row there would hide a bug that
+    reached it. (Kills mutmut's _table mutants that widen the filter.)"""
+    from rcfd._lifecycle import TABLE
+
+    read = (Event.INIT, Event.TRACK, Event.CLOSE, Event.DETACH, Event.FINALIZE)
+    expected = {
+        (state, event, caller > 0, in_close_func, borrows == 0)
+        for state, borrows, caller, event, in_close_func in reachable_inputs()
+        if event in read
+    }
+    assert set(TABLE) == expected

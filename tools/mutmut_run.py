@@ -236,40 +236,55 @@ COLUMNS = ("killed", "timeout", "survived", "no tests", "suspicious", "not check
 # runs each of them once more in a fresh interpreter with the mutant active
 # from the import on (mutmut's MUTANT_UNDER_TEST, which forked children and
 # subprocesses inherit), against the whole per-mutant selection (rcfd._nogil's
-# with RCFD_NOGIL=1), stopping at the first failure: "killed (recheck)". The
-# selection must first pass with no mutant active, on both paths.
+# on the no-GIL path only, the others on both), stopping at the first failure:
+# "killed (recheck)". The selection must first pass with no mutant active.
 # (The shutdown test stays out: at interpreter exit mutmut's trampoline reads
 # os.environ, which is gone by then, so it fails unmutated.)
 RECHECK_TESTS = ["tests/", *NOT_PER_MUTANT]
 RECHECK_TIMEOUT = 900  # seconds per mutant: the selection passes in ~70 s unmutated
-# MUTANT_UNDER_TEST values that name no mutant (the trampolines call the
-# original), one per path.
-UNMUTATED = ("rcfd.unmutated", "rcfd._nogil.unmutated")
+# A MUTANT_UNDER_TEST that names no mutant (the trampolines call the
+# original); recheck_one runs it on both paths.
+UNMUTATED = ("rcfd.unmutated",)
 
 
 def recheck_one(name: str) -> str:
-    env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONPATH=str(WORK / "mutants"))
-    if name.startswith("rcfd._nogil."):
-        env["RCFD_NOGIL"] = "1"
-    argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-    try:
-        run = subprocess.run(
-            [*argv, "--timeout=60", *RECHECK_TESTS],
-            cwd=WORK / "mutants",  # mutmut's mutated tree, as its own runs use
-            env=env,
-            capture_output=True,
-            timeout=RECHECK_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
-        return "timeout (recheck)"
-    return "survived" if run.returncode == 0 else "killed (recheck)"
+    """On the GIL path, then (if it survived there) on the no-GIL path: code
+    shared by both may branch on the path (FD._after_fork makes the lock a
+    borrow takes only without the GIL). rcfd._nogil's run on the no-GIL path only."""
+    nogil = name.startswith("rcfd._nogil.")
+    for flag in ("1",) if nogil else ("", "1"):
+        env = dict(os.environ, MUTANT_UNDER_TEST=name, PYTHONPATH=str(WORK / "mutants"))
+        env["RCFD_NOGIL"] = flag
+        argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+        try:
+            run = subprocess.run(
+                [*argv, "--timeout=60", *RECHECK_TESTS],
+                cwd=WORK / "mutants",  # mutmut's mutated tree, as its own runs use
+                env=env,
+                capture_output=True,
+                timeout=RECHECK_TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            return "timeout (recheck)"
+        if run.returncode != 0:
+            return "killed (recheck)"
+    return "survived"
 
 
-def recheck(found: list[tuple[str, str]], children: int) -> list[tuple[str, str]]:
-    """`found` with every "survived" or "no tests" mutant run again (RECHECK_TESTS)."""
+def recheck(
+    found: list[tuple[str, str]], children: int, only: list[str]
+) -> list[tuple[str, str]]:
+    """`found` with every "survived" or "no tests" mutant (of those matching
+    the globs `only`, if any) run again (RECHECK_TESTS)."""
     from concurrent.futures import ThreadPoolExecutor
+    from fnmatch import fnmatchcase
 
-    again = [name for name, status in found if status in ("survived", "no tests")]
+    again = [
+        name
+        for name, status in found
+        if status in ("survived", "no tests")
+        and (not only or any(fnmatchcase(name, glob) for glob in only))
+    ]
     print(f"\nrecheck: {len(again)} mutants in fresh interpreters ({children} at a time)")
     with ThreadPoolExecutor(children) as pool:
         baseline = dict(zip(UNMUTATED, pool.map(recheck_one, UNMUTATED), strict=True))
@@ -343,7 +358,7 @@ def main() -> int:
         code = run_mutmut(args.fresh, args.rev, args.max_children, args.mutants)
         if code:
             return code
-    report(args.recheck, args.max_children, args.show, started)
+    report(args.recheck, args.max_children, args.show, started, args.mutants)
     return 0
 
 
@@ -370,7 +385,7 @@ def run_mutmut(fresh: bool, rev: str | None, children: int, mutants: list[str]) 
     return run.returncode
 
 
-def report(again: bool, children: int, show: bool, started: float) -> None:
+def report(again: bool, children: int, show: bool, started: float, only: list[str]) -> None:
     s = stats()
     checked = sum(s[k] for k in ("killed", "timeout", "survived", "suspicious", "no_tests"))
     caught = s["killed"] + s["timeout"]
@@ -385,7 +400,7 @@ def report(again: bool, children: int, show: bool, started: float) -> None:
     )
     print("\nPer module (modules with no mutant checked are left out):\n" + per_module(found))
     if again:
-        found = recheck(found, children)
+        found = recheck(found, children, only)
         done = ("killed", "killed (recheck)", "not checked")
         left = [(name, status) for name, status in found if status not in done]
         print("\nPer module, after the recheck:\n" + per_module(found))
