@@ -61,6 +61,9 @@ OWN_CHECKS = ("tests/test_model_vs_fd.py", "tests/test_traces.py", "tests/test_m
 # unit tests. So verify runs every test of `make test` once (the Makefile deselects the
 # same id for `make quick`).
 EXPLORATION = "tests/interleavings/test_interleavings.py::test_every_schedule_keeps_the_guarantees"
+# The same run as the "conformance runner" check (every trace through the Python
+# driver): `make test` runs it as a test, verify as that check, not twice.
+PYTHON_DRIVER = "tests/test_conformance.py::test_the_python_driver_passes_every_trace"
 TYPED = [d for d in ("rcfd", "model", "tests", "tools", "examples", "bench") if (ROOT / d).is_dir()]
 # Files that import interleave-test, which is not installed before 3.12.
 NEEDS_312 = ["--exclude", r"^(tests/interleavings/|tools/explore\.py$)"]
@@ -99,6 +102,7 @@ CHECKS = [
             "tests",
             *(f"--ignore={path}" for path in OWN_CHECKS),
             f"--deselect={EXPLORATION}",
+            f"--deselect={PYTHON_DRIVER}",
         ],
         last_match(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$"),
     ),
