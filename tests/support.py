@@ -7,11 +7,18 @@ instead of hanging it.
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
+from array import array
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+import pytest
 
 import rcfd
+from rcfd import _nogil
 
 WAIT = 10.0  # seconds; generous, because a loaded CI box is slow, never a timing assumption
 
@@ -176,3 +183,61 @@ class PausingRegistry(rcfd.LifetimeRegistry):
             self.paused.set()
             assert self.resume.wait(self.resume_within), "test never resumed the init"
         super()._record_init(key, rawfd)
+
+
+def in_child(check: Callable[[], None]) -> None:
+    """Run `check` in a forked child; fail here if it fails, raises or hangs."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 1
+        try:
+            signal.alarm(int(WAIT))  # a deadlock ends the child with SIGALRM
+            check()
+            code = 0
+        except BaseException as exc:
+            os.write(2, f"child failed: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + WAIT + 5
+    pause = threading.Event()
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child hung")
+        pause.wait(0.01)
+    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)} (a hang?)"
+    assert os.WEXITSTATUS(status) == 0, "the child's check failed (see stderr)"
+
+
+# The lock-free borrow's insert is the GIL path's (rcfd._fd); the no-GIL path
+# takes and records it in one C call (tests/reliability/test_interrupt_nogil_steps.py).
+GIL_PATH_ONLY = pytest.mark.skipif(
+    _nogil.ENABLED, reason="the lock-free borrow is not used on the no-GIL path"
+)
+
+if TYPE_CHECKING:
+    _Holders = array[int]
+else:
+    _Holders = array
+
+
+class InterruptedInsert(_Holders):
+    """An FD's holders whose insert by one thread is interrupted as it returns:
+    the borrow is counted, `meanwhile` runs, then KeyboardInterrupt, as a
+    signal handler's would at that bytecode (the Signals rule's case that
+    tests/reliability reaches with real signals)."""
+
+    target = 0
+    meanwhile: Callable[[], None] | None = None
+
+    def insert(self, index: int, value: int, /) -> None:
+        super().insert(index, value)
+        if threading.get_ident() == self.target:
+            self.target = 0  # once
+            if self.meanwhile is not None:
+                self.meanwhile()
+            raise KeyboardInterrupt

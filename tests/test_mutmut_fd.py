@@ -21,27 +21,23 @@ import pickle
 import sys
 import threading
 import warnings
-from array import array
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import pytest
 
 import rcfd
-from rcfd import _fd, _nogil
+from rcfd import _fd
 from rcfd._closing import Closing
-from tests.support import WAIT, CountingClose, HeldBorrow, in_thread, state_of, wait_until
-
-if TYPE_CHECKING:
-    _Holders = array[int]
-else:
-    _Holders = array
-
-
-# The lock-free borrow's insert is the GIL path's (rcfd._fd); the no-GIL path
-# takes and records it in one C call (tests/reliability/test_interrupt_nogil_steps.py).
-GIL_PATH_ONLY = pytest.mark.skipif(
-    _nogil.ENABLED, reason="the lock-free borrow is not used on the no-GIL path"
+from tests.support import (
+    GIL_PATH_ONLY,
+    WAIT,
+    CountingClose,
+    HeldBorrow,
+    InterruptedInsert,
+    in_thread,
+    state_of,
+    wait_until,
 )
 
 
@@ -248,23 +244,6 @@ def test_a_detach_interrupted_as_it_returns_the_number_closes_it(
     assert state_of(fd) is rcfd.State.CLOSED
 
 
-class _InterruptedInsert(_Holders):
-    """Holders whose insert by one thread is interrupted as it returns (as in
-    tests/test_mutmut_survivors.py): counted, `meanwhile` runs, then
-    KeyboardInterrupt."""
-
-    target = 0
-    meanwhile: Callable[[], None] | None = None
-
-    def insert(self, index: int, value: int, /) -> None:
-        super().insert(index, value)
-        if threading.get_ident() == self.target:
-            self.target = 0
-            if self.meanwhile is not None:
-                self.meanwhile()
-            raise KeyboardInterrupt
-
-
 class _InterruptedRelease(Closing):
     """A close whose first release by thread `target` is interrupted at its
     first bytecode, before it did anything."""
@@ -292,7 +271,7 @@ def test_a_borrow_interrupted_twice_as_it_is_counted_still_runs_the_close(
     monkeypatch.setattr(_fd, "CloseRecord", _InterruptedRelease)
     closer = CountingClose()
     fd = rcfd.FD(os.eventfd(0), closer)
-    holders = _InterruptedInsert("L")
+    holders = InterruptedInsert("L")
     fd._holders = holders
     me = threading.get_ident()
     holders.target = me

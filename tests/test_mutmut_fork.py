@@ -18,50 +18,26 @@ parent polls waitpid with a deadline, then kills it.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
 import rcfd
-from tests.support import WAIT, CountingClose, HeldBorrow, in_thread, state_of, wait_until
+from tests.support import (
+    WAIT,
+    CountingClose,
+    HeldBorrow,
+    in_child,
+    in_thread,
+    state_of,
+    wait_until,
+)
 
 pytestmark = pytest.mark.filterwarnings(
     # Python 3.12+ warns that forking a multi-threaded process may deadlock:
     # that is the situation under test.
     "ignore:.*fork.*:DeprecationWarning"
 )
-
-
-def _in_child(check: Callable[[], None]) -> None:
-    """Run `check` in a forked child; fail here if it fails, raises or hangs."""
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 1
-        try:
-            signal.alarm(int(WAIT))  # a deadlock ends the child with SIGALRM
-            check()
-            code = 0
-        except BaseException as exc:
-            os.write(2, f"child failed: {exc!r}\n".encode())
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + WAIT + 5
-    pause = threading.Event()
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the child hung")
-        pause.wait(0.01)
-    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)} (a hang?)"
-    assert os.WEXITSTATUS(status) == 0, "the child's check failed (see stderr)"
 
 
 def _waiting(fd: rcfd.FD) -> int:
@@ -88,7 +64,7 @@ def test_a_fork_inside_a_borrow_that_a_close_waits_for_keeps_it_in_the_child() -
         assert (fd.state, fd.borrow_count, closer.calls) == (rcfd.State.CLOSED, 0, [rawfd])
 
     try:
-        _in_child(child)
+        in_child(child)
     finally:
         mine.__exit__(None, None, None)
     assert closed.done.wait(WAIT)
@@ -115,7 +91,7 @@ def test_a_close_with_a_released_borrow_and_a_vanished_one_finishes_in_the_child
         assert closer.calls == [first.rawfd]
 
     try:
-        _in_child(child)
+        in_child(child)
     finally:
         first.end()
     assert (state_of(fd), closer.calls) == (rcfd.State.CLOSED, [first.rawfd])
@@ -135,7 +111,7 @@ def test_an_fd_closed_before_the_fork_is_not_released_again_in_the_child() -> No
         assert (stats.initialized, stats.closed, stats.report()) == (1, 1, "")
         assert (fd.state, len(closer.calls)) == (rcfd.State.CLOSED, 1)
 
-    _in_child(child)
+    in_child(child)
 
 
 def test_a_detach_whose_owner_is_gone_closes_the_number_in_the_child() -> None:
@@ -153,7 +129,7 @@ def test_a_detach_whose_owner_is_gone_closes_the_number_in_the_child() -> None:
         assert (fd.state, closer.calls) == (rcfd.State.CLOSED, [held.rawfd])
 
     try:
-        _in_child(child)
+        in_child(child)
     finally:
         held.end()
     assert detached.done.wait(WAIT)
@@ -189,7 +165,7 @@ def test_close_func_run_by_the_child_refuses_a_close_of_its_own_fd() -> None:
         assert [type(e) for e in refused] == [rcfd.CloseInsideCloseFuncError]
 
     try:
-        _in_child(child)
+        in_child(child)
     finally:
         held.end()
     assert state_of(fd) is rcfd.State.CLOSED and refused == []
@@ -213,5 +189,5 @@ def test_the_fork_hook_reports_no_error_in_a_child_with_borrow_objects(
         assert idle._tid == 0
 
     with fd.borrow():
-        _in_child(child)
+        in_child(child)
     fd.close()

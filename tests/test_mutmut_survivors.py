@@ -16,34 +16,21 @@ import os
 import signal
 import threading
 import weakref
-from array import array
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import pytest
 
 import rcfd
-from rcfd import _nogil
 from tests.support import (
+    GIL_PATH_ONLY,
     WAIT,
     CountingClose,
     HeldBorrow,
+    InterruptedInsert,
     PausingRegistry,
     in_thread,
     state_of,
     wait_until,
-)
-
-if TYPE_CHECKING:
-    _Holders = array[int]
-else:
-    _Holders = array
-
-
-# The lock-free borrow's insert is the GIL path's (rcfd._fd); the no-GIL path
-# takes and records it in one C call (tests/reliability/test_interrupt_nogil_steps.py).
-GIL_PATH_ONLY = pytest.mark.skipif(
-    _nogil.ENABLED, reason="the lock-free borrow is not used on the no-GIL path"
 )
 
 
@@ -149,24 +136,6 @@ def test_a_borrow_during_an_init_is_refused_as_uninit_without_waiting(form: str)
 # -- an interrupt as a borrow's insert returns --------------------------------
 
 
-class _InterruptedInsert(_Holders):
-    """An FD's holders whose insert by one thread is interrupted as it returns:
-    the borrow is counted, `meanwhile` runs, then KeyboardInterrupt, as a
-    signal handler's would at that bytecode (the Signals rule's case that
-    tests/reliability reaches with real signals)."""
-
-    target = 0
-    meanwhile: Callable[[], None] | None = None
-
-    def insert(self, index: int, value: int, /) -> None:
-        super().insert(index, value)
-        if threading.get_ident() == self.target:
-            self.target = 0  # once
-            if self.meanwhile is not None:
-                self.meanwhile()
-            raise KeyboardInterrupt
-
-
 @GIL_PATH_ONLY
 @pytest.mark.parametrize("form", ["do", "borrow"])
 @pytest.mark.parametrize("phase", ["open", "closing"])
@@ -177,7 +146,7 @@ def test_a_borrow_interrupted_as_it_is_counted_gives_the_count_back(form: str, p
     # the holders in between, and another borrow's tombstone is already there.
     closer = CountingClose()
     fd = rcfd.FD(os.eventfd(0), closer)
-    holders = _InterruptedInsert("L")
+    holders = InterruptedInsert("L")
     fd._holders = holders
     holders.target = threading.get_ident()
     closing: list[tuple[threading.Thread, object]] = []

@@ -12,17 +12,15 @@ locked sections leaves, made deterministic.
 from __future__ import annotations
 
 import os
-import signal
 import threading
-import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import cast
 
 import pytest
 
 import rcfd
 from tests.reliability import kinds
-from tests.support import CountingClose, HeldBorrow
+from tests.support import CountingClose, HeldBorrow, in_child
 
 WAIT = 10.0
 
@@ -31,34 +29,6 @@ pytestmark = pytest.mark.filterwarnings(
     # that is exactly the situation under test.
     "ignore:.*fork.*:DeprecationWarning"
 )
-
-
-def in_child(check: Callable[[], None]) -> None:
-    """Run `check` in a forked child; fail here if it fails, raises or hangs."""
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 1
-        try:
-            signal.alarm(int(WAIT))  # a deadlock ends the child with SIGALRM
-            check()
-            code = 0
-        except BaseException as exc:
-            os.write(2, f"child failed: {exc!r}\n".encode())
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + WAIT + 5
-    pause = threading.Event()
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the child hung")
-        pause.wait(0.01)
-    assert os.WIFEXITED(status), f"child killed by signal {os.WTERMSIG(status)} (a hang?)"
-    assert os.WEXITSTATUS(status) == 0, "the child's check failed (see stderr)"
 
 
 class LockHolder:
