@@ -132,8 +132,9 @@ class DriverProcess:
         self.proc.wait()
 
     def stop(self) -> None:
-        with contextlib.suppress(DriverError):
-            self.request("quit")
+        if self.proc.poll() is None:  # not after kill(): no request to a dead driver
+            with contextlib.suppress(DriverError):
+                self.request("quit")
         try:
             self.proc.wait(REPLY_S)
         except subprocess.TimeoutExpired:
