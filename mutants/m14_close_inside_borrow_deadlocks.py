@@ -17,9 +17,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_fd.py",
-            "self._borrows_of(me) > 0, in_close_func",
-            # mutant: the caller's own borrows are not counted
-            "False, in_close_func",
+            "mine = self._borrows_of(me) > 0\n",
+            "mine = False  # mutant: the caller's own borrows are not counted\n",
         ),
     ),
     scenario=Scenario(

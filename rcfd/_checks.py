@@ -15,7 +15,8 @@ def check_init(call: str, rawfd: object, close_func: object, on_closing: object)
         raise TypeError(f"{call}: rawfd must be an int, not {type(rawfd).__name__}")
     if rawfd < 0:
         raise ValueError(f"{call}: rawfd must be >= 0, got {rawfd}")
-    check_callable(call, "close_func", close_func)
+    if not callable(close_func):  # (check_callable, inline: every FD() makes this check)
+        check_callable(call, "close_func", close_func)
     if on_closing is not None:
         check_callable(call, "on_closing", on_closing)
 

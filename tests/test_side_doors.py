@@ -18,13 +18,15 @@ import sys
 import threading
 import warnings
 import weakref
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 import rcfd
+from rcfd import _fd
+from rcfd._closing import Closing
 from tests.support import WAIT, CountingClose, in_thread, open_fd
 
 # -- 1. close_func calls back into its own FD ---------------------------------
@@ -460,14 +462,28 @@ def test_do_refuses_a_coroutine_and_releases_the_borrow() -> None:
 
 def collect_inside_the_locked_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """Run the collector where CPython may run it: at a check point inside the
-    FD's locked step (here, as the step counts the caller's borrows)."""
+    FD's locked step (here, as a joining close's step counts the caller's
+    borrows, and as a close that begins freezes the holders)."""
     real = rcfd.FD._borrows_of
 
     def collecting(fd: rcfd.FD, tid: int) -> int:
         gc.collect()
         return real(fd, tid)
 
+    class CollectingFreeze(list[memoryview]):
+        def extend(self, views: Iterable[memoryview], /) -> None:
+            gc.collect()
+            super().extend(views)
+
+    class CollectingClose(Closing):
+        __slots__ = ()
+
+        def __init__(self, detach: bool, owner_waker: Callable[[], None] | None) -> None:
+            super().__init__(detach, owner_waker)
+            self.freeze = CollectingFreeze()
+
     monkeypatch.setattr(rcfd.FD, "_borrows_of", collecting)
+    monkeypatch.setattr(_fd, "CloseRecord", CollectingClose)
 
 
 def _borrowed_by_garbage(fd: rcfd.FD, stay: threading.Event) -> None:

@@ -159,12 +159,17 @@ def test_the_fd_applies_step_and_close_step_as_read_at_import() -> None:
     """rcfd reads step() into TABLE, and the two fixed CLOSING transitions and
     a fresh FD's INIT into constants, once: they must equal the functions."""
     from rcfd._closing import CLAIM, FINISH
-    from rcfd._fd import INIT_FRESH
+    from rcfd._fd import INIT_FRESH, OPEN_IDLE
     from rcfd._lifecycle import TABLE
 
     assert close_step(Stage.DRAINING, CloseEvent.ZERO, 0, False, False) == CLAIM
     assert close_step(Stage.RUNNING, CloseEvent.FINISH, 0, False, False) == FINISH
     assert INIT_FRESH == (State.OPEN, Outcome.OK)
+    # An OPEN FD with no borrow running: what _step reads without the table,
+    # and what close_alone does (BEGIN_CLOSE) without asking.
+    for event, outcome in OPEN_IDLE.items():
+        assert step(State.OPEN, 0, 0, event).outcome is outcome, event
+    assert OPEN_IDLE[Event.CLOSE] is Outcome.BEGIN_CLOSE
     for state, borrows, caller, event, in_close_func in reachable_inputs():
         if event in (Event.BORROW, Event.RELEASE, Event.FINISH):
             continue  # applied inline (test_hot_path.py), FINISH by the close's own table

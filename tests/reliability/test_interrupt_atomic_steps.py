@@ -1,29 +1,32 @@
 """An interrupt that lands right after one of the FD's single-call steps.
 
 The borrow entry (`holders.insert(0, tid)`) and the freeze that begins a close
-(`freeze.extend(map(memoryview, ...))`) are each one C call, and each is the
-last call of its `try` block. CPython checks for signals at the end of a call,
-so a KeyboardInterrupt can land after the step took effect but before the
-next line: the handler that covers the call must then treat the step as done.
-test_interrupt_points.py cannot raise at exactly that point (its trace
-function raises at the next instruction, which a different handler covers),
-so these tests make the step itself raise after taking effect: the holders
-are an array whose insert inserts and then raises, and the freeze's map is
-an iterator that yields the view and then raises. specs/cpython.md, "Signals".
+(`freeze.extend(map(memoryview, (holders,)))`) are each one C call that takes effect,
+and each is the last call of its `try` block. CPython checks for signals at
+the end of a call, so a KeyboardInterrupt can land after the step took effect
+but before the next line: the handler that covers the call must then treat
+the step as done. test_interrupt_points.py cannot raise at exactly that point
+(its trace function raises at the next instruction, which a different handler
+covers), so these tests make the step itself raise after taking effect: the
+holders are an array whose insert inserts and then raises, and the close's
+freeze is a list whose extend stores the view and then raises (or raises
+before it makes one). specs/cpython.md, "Signals".
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import pytest
 
 import rcfd
-from rcfd import _closing, _nogil
+from rcfd import _fd, _nogil
+from rcfd._closing import Closing
 from tests.support import WAIT, CountingClose, HeldBorrow, open_fd, state_of, wait_until
 
 
@@ -87,33 +90,39 @@ def test_with_borrow_interrupted_as_the_borrow_is_counted_gives_it_back() -> Non
     assert closer.calls and fd.state is rcfd.State.CLOSED
 
 
-class FreezeThenInterrupt:
-    """Stands in for `map` in rcfd._closing: yields what map would, then raises
-    Injected, as if the interrupt landed when extend() returned."""
+class FreezeThenInterrupt(list[memoryview]):
+    """A close's freeze whose extend stores the view, then raises Injected,
+    as if the interrupt landed when extend() returned."""
 
-    def __init__(self, func: Callable[[array[int]], object], items: Iterable[array[int]]) -> None:
-        self.items = [func(item) for item in items]
-
-    def __iter__(self) -> Iterator[object]:
-        yield from self.items
+    def extend(self, views: Iterable[memoryview], /) -> None:
+        super().extend(views)
         raise Injected
 
 
-class InterruptBeforeFreeze:
-    """Stands in for `map`: raises before the view exists."""
+class InterruptBeforeFreeze(list[memoryview]):
+    """A close's freeze whose extend raises before it makes the view."""
 
-    def __init__(self, func: object, items: object) -> None:
-        pass
-
-    def __iter__(self) -> Iterator[object]:
+    def extend(self, views: Iterable[memoryview], /) -> None:
         raise Injected
-        yield  # pragma: no cover (makes this a generator)
+
+
+def closes_freezing_with(freeze: type[list[memoryview]]) -> type[Closing]:
+    """The close record class (rcfd._fd.CloseRecord) whose freeze is `freeze`."""
+
+    class Record(Closing):
+        __slots__ = ()
+
+        def __init__(self, detach: bool, owner_waker: Callable[[], None] | None) -> None:
+            super().__init__(detach, owner_waker)
+            self.freeze = freeze()
+
+    return Record
 
 
 def test_close_interrupted_after_the_freeze_still_closes(monkeypatch: pytest.MonkeyPatch) -> None:
     fd, closer = open_fd()
     held = HeldBorrow(fd)
-    monkeypatch.setattr(_closing, "map", FreezeThenInterrupt, raising=False)
+    monkeypatch.setattr(_fd, "CloseRecord", closes_freezing_with(FreezeThenInterrupt))
     with pytest.raises(Injected):
         fd.close()
     monkeypatch.undo()
@@ -132,7 +141,7 @@ def test_close_interrupted_before_the_freeze_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fd, closer = open_fd()
-    monkeypatch.setattr(_closing, "map", InterruptBeforeFreeze, raising=False)
+    monkeypatch.setattr(_fd, "CloseRecord", closes_freezing_with(InterruptBeforeFreeze))
     with pytest.raises(Injected):
         fd.close()
     monkeypatch.undo()
@@ -140,6 +149,27 @@ def test_close_interrupted_before_the_freeze_changes_nothing(
     assert fd.do(lambda rawfd: rawfd) >= 0  # borrows are still accepted
     fd.close(timeout=WAIT)
     assert state_of(fd) is rcfd.State.CLOSED and len(closer.calls) == 1
+
+
+def test_an_fd_whose_close_was_interrupted_before_the_freeze_is_still_finalized(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The close left nothing behind: dropped, the FD is the OPEN FD it was,
+    # which its finalizer closes (with a ResourceWarning).
+    closer = CountingClose()  # (not open_fd's, which keeps the FD alive)
+    fd = rcfd.FD(os.eventfd(0), closer)
+    monkeypatch.setattr(_fd, "CloseRecord", closes_freezing_with(InterruptBeforeFreeze))
+    try:  # (not pytest.raises: its record of the traceback would keep fd alive)
+        fd.close()
+    except Injected:
+        pass
+    else:
+        pytest.fail("the interrupt did not reach close()'s caller")
+    monkeypatch.undo()
+    with pytest.warns(ResourceWarning, match="unclosed <rcfd.FD OPEN"):
+        del fd
+        gc.collect()
+    assert len(closer.calls) == 1
 
 
 def test_borrow_refused_while_a_close_freezes_reports_the_closing_state() -> None:
