@@ -25,7 +25,7 @@ tombstone and its locked decision ("before-lock"; on the no-GIL path also
 run the collector inside the next locked step ("collect-in-lock").
 
 A step may instead interrupt its thread at one of those check points
-(Step.interrupt): the seam's point raises an Interrupt there, once, as a
+(Step.interrupt): the seam's point raises an FnInterrupt there, once, as a
 signal handler's KeyboardInterrupt would (specs/cpython.md, "Signals"). Only
 where the path has such a check point: on the GIL path a borrow's insert is
 one C call, so "before-insert" and "before-decide" exist on the no-GIL path
@@ -51,10 +51,8 @@ import queue
 import re
 import select
 import signal
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -62,11 +60,10 @@ from typing import Literal
 import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
 from conformance.drivers.rcfd_threads import (
-    CloseFunc,
     FnInterrupt,
-    OnClosing,
     RcfdThreads,
     Worker,
+    counts,
     label,
 )
 from conformance.replay import Report
@@ -112,10 +109,6 @@ INTERRUPT_POINTS: tuple[Pause, ...] = ("before-insert", "before-lock", "before-d
 NOGIL_ONLY_INTERRUPTS: tuple[Pause, ...] = ("before-insert", "before-decide")
 NOGIL_ONLY_PAUSES: tuple[Pause, ...] = ("before-decide",)
 
-
-class Interrupt(FnInterrupt):
-    """The interrupt a signal handler raises (KeyboardInterrupt), raised by the
-    harness at one of rcfd's check points; labelled err:FnInterrupt."""
 
 GUARANTEES: dict[int, str] = {
     0: "the lifetime registry counts every init and release, with the init stack",
@@ -254,21 +247,19 @@ class _Replayer(RcfdThreads):
         history.seam, history.on_closing = True, True
         history.names[threading.get_ident()] = "main"
         history.observe = self.observe_fd
+        self.drop_warnings = scenario.warnings
         self.seam = installed(Seam(history, self.preempt))
         self.seam.__enter__()
-        fd = self.fd
-        assert fd is not None
-        history.log("call", "track_lifetime()")
-        fd.track_lifetime(self.registry)
-        history.log("return", OK)
-        self.stack = ""  # where the registry says the FD was initialized
+        # The FD tracked by the pausing registry, and opened unless uninit: as
+        # a worker's calls, made by the harness's own thread.
+        calls = [("track_lifetime", "")]
         if not scenario.uninit:
-            history.log("call", f"init({scenario.close_func})")
-            close_func = CloseFunc(self, scenario.close_func)
-            fd.init(self.rawfd, close_func, on_closing=OnClosing(self, False))
-            history.log("return", OK)
-            self.stack = "".join(self.registry.fd_stats().in_flight_stacks.values())
-        del fd
+            calls.append(("init", scenario.close_func))
+        for call, arg in calls:
+            history.log("call", f"{call}({arg})")
+            history.log("return", self.call(self.workers[0], 0, call, arg))
+        # Where the registry says the FD was initialized ("" if uninit).
+        self.stack = "".join(self.registry.fd_stats().in_flight_stacks.values())
 
     def shutdown(self, wait_s: float = WAIT) -> list[str]:
         """The driver's teardown, then the seam's: FDs made after the replay
@@ -294,7 +285,7 @@ class _Replayer(RcfdThreads):
             del self.interrupts[worker.index]
             self.history.log("interrupt", where)
             self.fired.append((len(self.history.events) - 1, f"T{worker.index}", where))
-            raise Interrupt(f"interrupted {where}")
+            raise FnInterrupt(f"interrupted {where}")  # as a signal handler's would
         armed = self.armed.get(worker.index)
         if armed == "collect-in-lock" and where == "in-lock":
             del self.armed[worker.index]
@@ -316,28 +307,8 @@ class _Replayer(RcfdThreads):
         if call == "track_lifetime" and arg == "other" and fd is not None:
             fd.track_lifetime(self.other_registry)
             return OK
-        if call == "close" and arg not in ("none", "expires", "invalid") and fd is not None:
-            fd.close(float(arg))
-            return OK
         del fd
         return super().call(worker, call_id, call, arg)
-
-    def _drop(self, order: str) -> None:
-        unraisable: list[str] = []
-        hook = sys.unraisablehook
-        sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter(self.scenario.warnings, ResourceWarning)
-                with self.history.lock:  # no observer holds the FD as it goes
-                    self.history.log("drop", self.observe_fd()[0])
-                    self.fd = None  # with a cycle (close_func keeps it), the collector frees it
-                gc.collect()
-        finally:
-            sys.unraisablehook = hook
-        for what in unraisable:  # a warning raised as an error is still the warning
-            kind = "warning" if what.startswith("ResourceWarning") else "anomaly"
-            self.history.log(kind, f"unraisable in the finalizer: {what}")
 
     def _fork(self, fd: rcfd.FD) -> str:
         """Fork; the child ends the held borrows and closes the FD, and says how
@@ -410,7 +381,7 @@ class _Replayer(RcfdThreads):
         it, so a changed wording leaves the problem in, never more out), and
         with a problem for each interrupted call that ended otherwise."""
         run, excused, found = Run(self.history), set(), []
-        interrupted = label(Interrupt())
+        interrupted = label(FnInterrupt())
         for at, who, where in self.fired:
             calls = [c for c in run.calls() if c.who == who and c.open_at(at)]
             call = max(calls, key=lambda c: c.begin, default=None)
@@ -549,13 +520,9 @@ class _Replayer(RcfdThreads):
         mine, other = (self.other_registry, self.registry) if tracked else (
             self.registry, self.other_registry)  # fmt: skip
         for name, registry in (("main", mine), ("other", other)):
-            stats = registry.fd_stats()
-            counts = " ".join(
-                f"{k}={getattr(stats, k)}"
-                for k in ("initialized", "closed", "close_failed", "detached", "finalized")
-            )
             stack = f" stack={'yes' if self.stack else 'no'}" if not self.scenario.uninit else ""
-            self.history.log("registry", f"{name}: {counts}{stack if name == 'main' else ''}")
+            said = f"{name}: {counts(registry.fd_stats())}{stack if name == 'main' else ''}"
+            self.history.log("registry", said)
 
     def row(self, step: int, start: int, end: int) -> Row:
         cells: dict[str, list[str]] = {}
