@@ -23,6 +23,7 @@ from model.vocabulary import (
     ERR_CLOSE_IN_BORROW,
     ERR_CLOSE_IN_CLOSE_FUNC,
     ERR_CLOSED,
+    ERR_FN_INTERRUPT,
     ERR_INVALID,
     ERR_MULTIPLE_INIT,
     ERR_ON_CLOSING,
@@ -328,6 +329,13 @@ class Run:
     def handed_over(self) -> bool:
         return any(d.result == OK_RAWFD for d in self.calls("detach"))
 
+    def interrupted(self) -> list[tuple[int, Frame]]:
+        """Each interrupt a harness raised in rcfd (its event), with the
+        innermost call of that thread it interrupted."""
+        hit = [(i, [c for c in self.calls() if c.who == ev.who and c.open_at(i)])
+               for i, ev in self.events("interrupt")]  # fmt: skip
+        return [(i, max(calls, key=lambda c: c.begin)) for i, calls in hit if calls]
+
 
 def seen_state_moves(r: Run) -> list[str]:  # states are entered once, in order
     found, last = [], "UNINIT"
@@ -534,9 +542,21 @@ def seen_results_are_documented(r: Run) -> list[str]:  # specs/rcfd.md, Errors
         own = {f.result.removeprefix("raised ") for f in r.of("fn") if f.parent is c and f.result}
         if c.call in CLOSES:
             own |= r.raised("close_func") | r.raised("on_closing")
+        if any(hit is c for _, hit in r.interrupted()):
+            own.add(ERR_FN_INTERRUPT)  # a harness's interrupt: its own, as a signal handler's
         if c.end is not None and c.result not in RESULTS.get(c.call, {c.result}) | own:
             found.append(f"at #{c.end}: {c} ended with {c.result}: only the errors "
                          "specs/rcfd.md documents may escape")
+    return found
+
+
+def seen_interrupts_reach_the_caller(r: Run) -> list[str]:  # specs/cpython.md, Signals
+    found = []
+    for i, c in r.interrupted():
+        if c.end is not None and c.result != ERR_FN_INTERRUPT:
+            found.append(f"at #{c.end}: {c}, interrupted {r.ev[i].detail} (#{i}), ended with "
+                         f"{c.result}: the interrupt must reach the caller, whatever the "
+                         "recovery did (specs/cpython.md, Signals)")  # fmt: skip
     return found
 
 
@@ -632,6 +652,7 @@ HISTORY_CHECKS: tuple[Callable[[Run], list[str]], ...] = (
     seen_finalizer_closes_a_dropped_fd,
     seen_refusals_change_nothing,
     seen_results_are_documented,
+    seen_interrupts_reach_the_caller,
     seen_one_init_opens_the_fd,
     seen_on_closing_once_under_the_closers_borrow,
     seen_registry_adds_up,

@@ -24,6 +24,8 @@ Event words (`what`, then what `detail` says):
                     if the holders still take inserts), and finished (CLOSED);
   warning           a warning rcfd raised (`ResourceWarning: ...`);
   drop              the harness dropped the FD (`OPEN`: its state before);
+  interrupt         a harness raised an interrupt in rcfd, at that point
+                    (`before-insert`): the thread's innermost call must end with it;
   registry          a registry's counts at the end (`main: initialized=1 ...`);
   anomaly           what a driver's own callback saw wrong.
 """

@@ -33,12 +33,10 @@ only (there the lock's `with` gives an interrupt a check point before the
 insert, and another as the release's locked step ends), and a step that asks
 for one on the GIL path is noted and not interrupted. An interrupt that was
 asked for and never happened is itself a violation: the scenario would not
-test what it says. The interrupt reaches the caller of the interrupted call
-(its result is err:FnInterrupt, which specs/rcfd.md's Errors do not list, as
-they do not list KeyboardInterrupt): the checker's "undocumented result" for
-exactly that call and that result is the one thing the harness takes out of
-its report. Any other end of that call is a violation of its own: an
-interrupt must reach the caller, whatever rcfd's recovery did on the way.
+test what it says. The interrupt is logged (an `interrupt` event), and the
+checker holds the interrupted call to it: that call must end with it
+(err:FnInterrupt, its own error, as a signal handler's KeyboardInterrupt
+is), whatever rcfd's recovery did on the way.
 """
 
 from __future__ import annotations
@@ -230,7 +228,6 @@ class _Replayer(RcfdThreads):
         self.reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self.armed: dict[int, str] = {}  # worker -> where its pause stops it
         self.interrupts: dict[int, tuple[str, int]] = {}  # worker -> (where, step) to interrupt
-        self.fired: list[tuple[int, str, str]] = []  # (event index, thread, where) of each
         self.pid = os.getpid()  # a forked child neither pauses nor interrupts
         self.paused: dict[int, str] = {}  # worker -> the callback or pause it is stopped in
         self.open: dict[int, list[int]] = {}  # worker -> ids of its calls not returned yet
@@ -284,7 +281,6 @@ class _Replayer(RcfdThreads):
         if self.interrupts.get(worker.index, ("", 0))[0] == where:
             del self.interrupts[worker.index]
             self.history.log("interrupt", where)
-            self.fired.append((len(self.history.events) - 1, f"T{worker.index}", where))
             raise FnInterrupt(f"interrupted {where}")  # as a signal handler's would
         armed = self.armed.get(worker.index)
         if armed == "collect-in-lock" and where == "in-lock":
@@ -357,7 +353,7 @@ class _Replayer(RcfdThreads):
         self.drain()
         self.log_registries()
         marks.append(len(self.history.events))
-        problems = self.interrupted_calls_excused(history_violations(self.history, "ended"))
+        problems = history_violations(self.history, "ended")
         problems += fns_running_at_close_func(Run(self.history))
         result.rows = [self.row(i, marks[i - 1], marks[i]) for i in range(1, len(marks))]
         if marks[-1] == marks[-2] and not any(at == self.step for at, _, _ in self.notes):
@@ -373,28 +369,6 @@ class _Replayer(RcfdThreads):
                                                "does not test what it says"))  # fmt: skip
         result.timeline = self.history.timeline()
         return result
-
-    def interrupted_calls_excused(self, problems: list[str]) -> list[str]:
-        """`problems` without the checker's "undocumented result" for each call
-        the harness interrupted and that ended with the interrupt (see the
-        module docstring: the message is rebuilt exactly as the checker words
-        it, so a changed wording leaves the problem in, never more out), and
-        with a problem for each interrupted call that ended otherwise."""
-        run, excused, found = Run(self.history), set(), []
-        interrupted = label(FnInterrupt())
-        for at, who, where in self.fired:
-            calls = [c for c in run.calls() if c.who == who and c.open_at(at)]
-            call = max(calls, key=lambda c: c.begin, default=None)
-            if call is None or call.end is None:
-                continue  # a call that never returned is reported as such
-            if call.result == interrupted:
-                excused.add(f"at #{call.end}: {call} ended with {call.result}: only the "
-                            "errors specs/rcfd.md documents may escape")  # fmt: skip
-            else:
-                found.append(f"at #{call.end}: {call}, interrupted {where} (#{at}), ended "
-                             f"with {call.result}: the interrupt must reach the caller, "
-                             "whatever the recovery did (specs/cpython.md, Signals)")  # fmt: skip
-        return [p for p in problems if p not in excused] + found
 
     def do_step(self, step: Step) -> None:
         name = "T0" if step.thread == "-" else step.thread
