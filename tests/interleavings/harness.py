@@ -81,10 +81,6 @@ class Scenario:
     held: bool = False  # main enters a generator's borrow first: a borrow held by garbage
     about: str = ""
 
-    @property
-    def threads(self) -> int:
-        return len(self.actors)
-
 
 @dataclass
 class World:
