@@ -46,8 +46,6 @@ from model.vocabulary import OK, OK_DUP, OK_FN, OK_RAWFD
 
 # A registry's counts, in the order observe() reports and the harnesses log them.
 COUNTS = ("initialized", "closed", "close_failed", "detached", "finalized")
-
-
 # close's arguments (specs/traces.md): no timeout, one that expires, a negative one.
 TIMEOUTS = {"none": None, "expires": EXPIRES_S, "invalid": -1.0}
 
