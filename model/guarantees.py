@@ -537,26 +537,20 @@ def seen_refusals_change_nothing(r: Run) -> list[str]:  # guarantees 6 and 10
 
 
 def seen_results_are_documented(r: Run) -> list[str]:  # specs/rcfd.md, Errors
-    found = []
+    found, interrupted = [], {id(c): i for i, c in r.interrupted()}
     for c in r.calls():
         own = {f.result.removeprefix("raised ") for f in r.of("fn") if f.parent is c and f.result}
         if c.call in CLOSES:
             own |= r.raised("close_func") | r.raised("on_closing")
-        if any(hit is c for _, hit in r.interrupted()):
+        if (i := interrupted.get(id(c))) is not None:  # specs/cpython.md, Signals
             own.add(ERR_FN_INTERRUPT)  # a harness's interrupt: its own, as a signal handler's
+            if c.end is not None and c.result != ERR_FN_INTERRUPT:
+                found.append(f"at #{c.end}: {c}, interrupted {r.ev[i].detail} (#{i}), ended "
+                             f"with {c.result}: the interrupt must reach the caller, whatever "
+                             "the recovery did (specs/cpython.md, Signals)")
         if c.end is not None and c.result not in RESULTS.get(c.call, {c.result}) | own:
             found.append(f"at #{c.end}: {c} ended with {c.result}: only the errors "
                          "specs/rcfd.md documents may escape")
-    return found
-
-
-def seen_interrupts_reach_the_caller(r: Run) -> list[str]:  # specs/cpython.md, Signals
-    found = []
-    for i, c in r.interrupted():
-        if c.end is not None and c.result != ERR_FN_INTERRUPT:
-            found.append(f"at #{c.end}: {c}, interrupted {r.ev[i].detail} (#{i}), ended with "
-                         f"{c.result}: the interrupt must reach the caller, whatever the "
-                         "recovery did (specs/cpython.md, Signals)")  # fmt: skip
     return found
 
 
@@ -652,7 +646,6 @@ HISTORY_CHECKS: tuple[Callable[[Run], list[str]], ...] = (
     seen_finalizer_closes_a_dropped_fd,
     seen_refusals_change_nothing,
     seen_results_are_documented,
-    seen_interrupts_reach_the_caller,
     seen_one_init_opens_the_fd,
     seen_on_closing_once_under_the_closers_borrow,
     seen_registry_adds_up,
