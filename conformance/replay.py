@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from model.timeline import describe
+
 EXPECT_S = 2.0  # how long a predicted return or state may take on a loaded box
 BLOCKED_S = 0.03  # how long a call predicted to block must stay blocked (> EXPIRES_S)
 EXPIRES_S = 0.02  # the timeout a driver gives close(timeout) for "expires"
@@ -182,21 +184,3 @@ def _compare_after(expect: Expectation, observed: Mapping[str, object]) -> list[
         if want != have:
             lines.append(f"    {name}: expected {want}, observed {have}")
     return lines
-
-
-def describe(after: Mapping[str, object]) -> str:
-    """An `after` in one line, the way model.timeline prints the model's."""
-    text = f"{after.get('state')} borrows={after.get('borrows')}"
-    text += f" close_func={after.get('close_func_calls')}"
-    text += f" on_closing={after.get('on_closing_calls')}"
-    if after.get("closers_waiting"):
-        text += f" closers_waiting={after.get('closers_waiting')}"
-    registry = after.get("registry")
-    if isinstance(registry, dict) and any(registry.values()):
-        text += " reg(" + " ".join(f"{k}={v}" for k, v in registry.items()) + ")"
-    if after.get("resource_warnings") or after.get("runtime_warnings"):
-        text += (
-            f" warnings(resource={after.get('resource_warnings')}"
-            f" runtime={after.get('runtime_warnings')})"
-        )
-    return text

@@ -23,6 +23,7 @@ from model.vocabulary import (
     ERR_CLOSE_IN_BORROW,
     ERR_CLOSE_IN_CLOSE_FUNC,
     ERR_CLOSED,
+    ERR_FN_INTERRUPT,
     ERR_INVALID,
     ERR_MULTIPLE_INIT,
     ERR_ON_CLOSING,
@@ -328,6 +329,13 @@ class Run:
     def handed_over(self) -> bool:
         return any(d.result == OK_RAWFD for d in self.calls("detach"))
 
+    def interrupted(self) -> list[tuple[int, Frame]]:
+        """Each interrupt a harness raised in rcfd (its event), with the
+        innermost call of that thread it interrupted."""
+        hit = [(i, [c for c in self.calls() if c.who == ev.who and c.open_at(i)])
+               for i, ev in self.events("interrupt")]  # fmt: skip
+        return [(i, max(calls, key=lambda c: c.begin)) for i, calls in hit if calls]
+
 
 def seen_state_moves(r: Run) -> list[str]:  # states are entered once, in order
     found, last = [], "UNINIT"
@@ -529,11 +537,17 @@ def seen_refusals_change_nothing(r: Run) -> list[str]:  # guarantees 6 and 10
 
 
 def seen_results_are_documented(r: Run) -> list[str]:  # specs/rcfd.md, Errors
-    found = []
+    found, interrupted = [], {id(c): i for i, c in r.interrupted()}
     for c in r.calls():
         own = {f.result.removeprefix("raised ") for f in r.of("fn") if f.parent is c and f.result}
         if c.call in CLOSES:
             own |= r.raised("close_func") | r.raised("on_closing")
+        if (i := interrupted.get(id(c))) is not None:  # specs/cpython.md, Signals
+            own.add(ERR_FN_INTERRUPT)  # a harness's interrupt: its own, as a signal handler's
+            if c.end is not None and c.result != ERR_FN_INTERRUPT:
+                found.append(f"at #{c.end}: {c}, interrupted {r.ev[i].detail} (#{i}), ended "
+                             f"with {c.result}: the interrupt must reach the caller, whatever "
+                             "the recovery did (specs/cpython.md, Signals)")
         if c.end is not None and c.result not in RESULTS.get(c.call, {c.result}) | own:
             found.append(f"at #{c.end}: {c} ended with {c.result}: only the errors "
                          "specs/rcfd.md documents may escape")

@@ -24,6 +24,8 @@ Event words (`what`, then what `detail` says):
                     if the holders still take inserts), and finished (CLOSED);
   warning           a warning rcfd raised (`ResourceWarning: ...`);
   drop              the harness dropped the FD (`OPEN`: its state before);
+  interrupt         a harness raised an interrupt in rcfd, at that point
+                    (`before-insert`): the thread's innermost call must end with it;
   registry          a registry's counts at the end (`main: initialized=1 ...`);
   anomaly           what a driver's own callback saw wrong.
 """
@@ -33,8 +35,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TextIO
 
 
 @dataclass(frozen=True)
@@ -76,3 +80,24 @@ class History:
 
     def timeline(self, start: int = 0) -> str:
         return "\n".join(ev.line(i) for i, ev in enumerate(self.events) if i >= start)
+
+    def warned(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        """warnings.showwarning for a run: a warning is an event."""
+        self.log("warning", f"{category.__name__}: {message}")
+
+
+@contextlib.contextmanager
+def warnings_logged(history: History) -> Iterator[None]:
+    """Every warning of the block, whichever thread warns, is an event of `history`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = history.warned
+        yield

@@ -69,10 +69,6 @@ def rows() -> tuple[Row, ...]:
     return parse_markdown(SPEC.read_text())
 
 
-def by_id() -> dict[str, Row]:
-    return {row.id: row for row in rows()}
-
-
 def holds(when: str, borrows: int, caller: int, in_close_func: bool = False) -> bool:
     if when == "-":
         return True

@@ -4,24 +4,27 @@ step, with the thread, the call, what returned in that step and the FD after.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 
 from model.vocabulary import Command, Observation, Step
 
 
-def describe(obs: Observation) -> str:
-    r = obs.registry
-    text = f"{obs.state} borrows={obs.borrows} close_func={obs.close_func_calls}"
-    text += f" on_closing={obs.on_closing_calls}"
-    if obs.closers_waiting:
-        text += f" closers_waiting={obs.closers_waiting}"
-    if r.initialized or r.in_flight:
+def describe(after: Mapping[str, object]) -> str:
+    """An FD observed (an Observation as a dict, or a trace's `after`) in one line."""
+    text = f"{after.get('state')} borrows={after.get('borrows')}"
+    text += f" close_func={after.get('close_func_calls')}"
+    text += f" on_closing={after.get('on_closing_calls')}"
+    if after.get("closers_waiting"):
+        text += f" closers_waiting={after.get('closers_waiting')}"
+    registry = after.get("registry")
+    if isinstance(registry, dict) and any(registry.values()):
+        text += " reg(" + " ".join(f"{k}={v}" for k, v in registry.items()) + ")"
+    if after.get("resource_warnings") or after.get("runtime_warnings"):
         text += (
-            f" reg(init={r.initialized} closed={r.closed} failed={r.close_failed}"
-            f" detached={r.detached} finalized={r.finalized} in_flight={r.in_flight})"
+            f" warnings(resource={after.get('resource_warnings')}"
+            f" runtime={after.get('runtime_warnings')})"
         )
-    if obs.resource_warnings or obs.runtime_warnings:
-        text += f" warnings(resource={obs.resource_warnings} runtime={obs.runtime_warnings})"
     return text
 
 
@@ -49,7 +52,7 @@ class Timeline:
     @staticmethod
     def line(index: int, row: Row) -> str:
         returned = "; ".join(row.returned) or "-"
-        return f"#{index:<3} {row.command!s:<24} {returned:<52} | {describe(row.after)}"
+        return f"#{index:<3} {row.command!s:<24} {returned:<52} | {describe(asdict(row.after))}"
 
     def render(self, problems: tuple[str, ...] = ()) -> str:
         header = f"{'step':<4} {'thread call':<24} {'returned in this step':<52} | FD after"

@@ -25,7 +25,7 @@ tombstone and its locked decision ("before-lock"; on the no-GIL path also
 run the collector inside the next locked step ("collect-in-lock").
 
 A step may instead interrupt its thread at one of those check points
-(Step.interrupt): the seam's point raises an Interrupt there, once, as a
+(Step.interrupt): the seam's point raises an FnInterrupt there, once, as a
 signal handler's KeyboardInterrupt would (specs/cpython.md, "Signals"). Only
 where the path has such a check point: on the GIL path a borrow's insert is
 one C call, so "before-insert" and "before-decide" exist on the no-GIL path
@@ -33,12 +33,10 @@ only (there the lock's `with` gives an interrupt a check point before the
 insert, and another as the release's locked step ends), and a step that asks
 for one on the GIL path is noted and not interrupted. An interrupt that was
 asked for and never happened is itself a violation: the scenario would not
-test what it says. The interrupt reaches the caller of the interrupted call
-(its result is err:FnInterrupt, which specs/rcfd.md's Errors do not list, as
-they do not list KeyboardInterrupt): the checker's "undocumented result" for
-exactly that call and that result is the one thing the harness takes out of
-its report. Any other end of that call is a violation of its own: an
-interrupt must reach the caller, whatever rcfd's recovery did on the way.
+test what it says. The interrupt is logged (an `interrupt` event), and the
+checker holds the interrupted call to it: that call must end with it
+(err:FnInterrupt, its own error, as a signal handler's KeyboardInterrupt
+is), whatever rcfd's recovery did on the way.
 """
 
 from __future__ import annotations
@@ -51,10 +49,8 @@ import queue
 import re
 import select
 import signal
-import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -62,11 +58,10 @@ from typing import Literal
 import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
 from conformance.drivers.rcfd_threads import (
-    CloseFunc,
     FnInterrupt,
-    OnClosing,
     RcfdThreads,
     Worker,
+    counts,
     label,
 )
 from conformance.replay import Report
@@ -112,10 +107,6 @@ INTERRUPT_POINTS: tuple[Pause, ...] = ("before-insert", "before-lock", "before-d
 NOGIL_ONLY_INTERRUPTS: tuple[Pause, ...] = ("before-insert", "before-decide")
 NOGIL_ONLY_PAUSES: tuple[Pause, ...] = ("before-decide",)
 
-
-class Interrupt(FnInterrupt):
-    """The interrupt a signal handler raises (KeyboardInterrupt), raised by the
-    harness at one of rcfd's check points; labelled err:FnInterrupt."""
 
 GUARANTEES: dict[int, str] = {
     0: "the lifetime registry counts every init and release, with the init stack",
@@ -237,7 +228,6 @@ class _Replayer(RcfdThreads):
         self.reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self.armed: dict[int, str] = {}  # worker -> where its pause stops it
         self.interrupts: dict[int, tuple[str, int]] = {}  # worker -> (where, step) to interrupt
-        self.fired: list[tuple[int, str, str]] = []  # (event index, thread, where) of each
         self.pid = os.getpid()  # a forked child neither pauses nor interrupts
         self.paused: dict[int, str] = {}  # worker -> the callback or pause it is stopped in
         self.open: dict[int, list[int]] = {}  # worker -> ids of its calls not returned yet
@@ -254,21 +244,19 @@ class _Replayer(RcfdThreads):
         history.seam, history.on_closing = True, True
         history.names[threading.get_ident()] = "main"
         history.observe = self.observe_fd
+        self.drop_warnings = scenario.warnings
         self.seam = installed(Seam(history, self.preempt))
         self.seam.__enter__()
-        fd = self.fd
-        assert fd is not None
-        history.log("call", "track_lifetime()")
-        fd.track_lifetime(self.registry)
-        history.log("return", OK)
-        self.stack = ""  # where the registry says the FD was initialized
+        # The FD tracked by the pausing registry, and opened unless uninit: as
+        # a worker's calls, made by the harness's own thread.
+        calls = [("track_lifetime", "")]
         if not scenario.uninit:
-            history.log("call", f"init({scenario.close_func})")
-            close_func = CloseFunc(self, scenario.close_func)
-            fd.init(self.rawfd, close_func, on_closing=OnClosing(self, False))
-            history.log("return", OK)
-            self.stack = "".join(self.registry.fd_stats().in_flight_stacks.values())
-        del fd
+            calls.append(("init", scenario.close_func))
+        for call, arg in calls:
+            history.log("call", f"{call}({arg})")
+            history.log("return", self.call(self.workers[0], 0, call, arg))
+        # Where the registry says the FD was initialized ("" if uninit).
+        self.stack = "".join(self.registry.fd_stats().in_flight_stacks.values())
 
     def shutdown(self, wait_s: float = WAIT) -> list[str]:
         """The driver's teardown, then the seam's: FDs made after the replay
@@ -293,8 +281,7 @@ class _Replayer(RcfdThreads):
         if self.interrupts.get(worker.index, ("", 0))[0] == where:
             del self.interrupts[worker.index]
             self.history.log("interrupt", where)
-            self.fired.append((len(self.history.events) - 1, f"T{worker.index}", where))
-            raise Interrupt(f"interrupted {where}")
+            raise FnInterrupt(f"interrupted {where}")  # as a signal handler's would
         armed = self.armed.get(worker.index)
         if armed == "collect-in-lock" and where == "in-lock":
             del self.armed[worker.index]
@@ -316,28 +303,8 @@ class _Replayer(RcfdThreads):
         if call == "track_lifetime" and arg == "other" and fd is not None:
             fd.track_lifetime(self.other_registry)
             return OK
-        if call == "close" and arg not in ("none", "expires", "invalid") and fd is not None:
-            fd.close(float(arg))
-            return OK
         del fd
         return super().call(worker, call_id, call, arg)
-
-    def _drop(self, order: str) -> None:
-        unraisable: list[str] = []
-        hook = sys.unraisablehook
-        sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter(self.scenario.warnings, ResourceWarning)
-                with self.history.lock:  # no observer holds the FD as it goes
-                    self.history.log("drop", self.observe_fd()[0])
-                    self.fd = None  # with a cycle (close_func keeps it), the collector frees it
-                gc.collect()
-        finally:
-            sys.unraisablehook = hook
-        for what in unraisable:  # a warning raised as an error is still the warning
-            kind = "warning" if what.startswith("ResourceWarning") else "anomaly"
-            self.history.log(kind, f"unraisable in the finalizer: {what}")
 
     def _fork(self, fd: rcfd.FD) -> str:
         """Fork; the child ends the held borrows and closes the FD, and says how
@@ -386,7 +353,7 @@ class _Replayer(RcfdThreads):
         self.drain()
         self.log_registries()
         marks.append(len(self.history.events))
-        problems = self.interrupted_calls_excused(history_violations(self.history, "ended"))
+        problems = history_violations(self.history, "ended")
         problems += fns_running_at_close_func(Run(self.history))
         result.rows = [self.row(i, marks[i - 1], marks[i]) for i in range(1, len(marks))]
         if marks[-1] == marks[-2] and not any(at == self.step for at, _, _ in self.notes):
@@ -402,28 +369,6 @@ class _Replayer(RcfdThreads):
                                                "does not test what it says"))  # fmt: skip
         result.timeline = self.history.timeline()
         return result
-
-    def interrupted_calls_excused(self, problems: list[str]) -> list[str]:
-        """`problems` without the checker's "undocumented result" for each call
-        the harness interrupted and that ended with the interrupt (see the
-        module docstring: the message is rebuilt exactly as the checker words
-        it, so a changed wording leaves the problem in, never more out), and
-        with a problem for each interrupted call that ended otherwise."""
-        run, excused, found = Run(self.history), set(), []
-        interrupted = label(Interrupt())
-        for at, who, where in self.fired:
-            calls = [c for c in run.calls() if c.who == who and c.open_at(at)]
-            call = max(calls, key=lambda c: c.begin, default=None)
-            if call is None or call.end is None:
-                continue  # a call that never returned is reported as such
-            if call.result == interrupted:
-                excused.add(f"at #{call.end}: {call} ended with {call.result}: only the "
-                            "errors specs/rcfd.md documents may escape")  # fmt: skip
-            else:
-                found.append(f"at #{call.end}: {call}, interrupted {where} (#{at}), ended "
-                             f"with {call.result}: the interrupt must reach the caller, "
-                             "whatever the recovery did (specs/cpython.md, Signals)")  # fmt: skip
-        return [p for p in problems if p not in excused] + found
 
     def do_step(self, step: Step) -> None:
         name = "T0" if step.thread == "-" else step.thread
@@ -549,13 +494,9 @@ class _Replayer(RcfdThreads):
         mine, other = (self.other_registry, self.registry) if tracked else (
             self.registry, self.other_registry)  # fmt: skip
         for name, registry in (("main", mine), ("other", other)):
-            stats = registry.fd_stats()
-            counts = " ".join(
-                f"{k}={getattr(stats, k)}"
-                for k in ("initialized", "closed", "close_failed", "detached", "finalized")
-            )
             stack = f" stack={'yes' if self.stack else 'no'}" if not self.scenario.uninit else ""
-            self.history.log("registry", f"{name}: {counts}{stack if name == 'main' else ''}")
+            said = f"{name}: {counts(registry.fd_stats())}{stack if name == 'main' else ''}"
+            self.history.log("registry", said)
 
     def row(self, step: int, start: int, end: int) -> Row:
         cells: dict[str, list[str]] = {}

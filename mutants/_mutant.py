@@ -18,7 +18,7 @@ re-indented to where the match was found, keeping its own relative indentation.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mutants._harness import Scenario
@@ -50,7 +50,6 @@ class Mutant:
     explanation: str  # one paragraph: what the bug is, why it is realistic, what breaks
     edits: tuple[Edit, ...]
     scenario: Scenario  # the shortest replay that shows it (make explain)
-    killers: tuple[str, ...] = field(default=())  # checks expected to catch it (documentation)
 
 
 def apply(mutant: Mutant, root: Path) -> list[Path]:

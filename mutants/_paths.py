@@ -110,14 +110,11 @@ class Analysis:
 
     def where(self, path: str, file: str, line: int) -> str:
         """What `path` does not run at that line, in words ("_fd.FD._release")."""
-        dead = self.dead_functions[path]
-        inner = [f for f in dead if f.file == file and f.first <= line <= f.last]
         module = Path(file).stem
-        if inner:
-            return f"{module}.{max(inner, key=lambda f: f.first).qualname}"
-        around = [f for f in self.functions if f.file == file and f.first <= line <= f.last]
-        name = max(around, key=lambda f: f.first).qualname if around else "module level"
-        return f"a branch of {module}.{name}"
+        if dead := _enclosing(self.dead_functions[path], file, line):
+            return f"{module}.{dead.qualname}"
+        around = _enclosing(self.functions, file, line)
+        return f"a branch of {module}.{around.qualname if around else 'module level'}"
 
     # -- the analysis -----------------------------------------------------------
 
@@ -138,14 +135,10 @@ class Analysis:
 
         by_key = {key(f): f for f in self.functions}
 
-        def enclosing(file: str, line: int) -> Function | None:
-            around = [f for f in self.functions if f.file == file and f.first <= line <= f.last]
-            return max(around, key=lambda f: f.first) if around else None
-
         def line_live(file: str, line: int) -> bool:
             if line in dead[file]:
                 return False
-            inner = enclosing(file, line)
+            inner = _enclosing(self.functions, file, line)
             return inner is None or key(inner) in live
 
         changed = True
@@ -179,6 +172,12 @@ class Analysis:
                 r.bare and (r.file == f.file or f.name in self.imported[r.file])
             ):
                 yield r
+
+
+def _enclosing(functions: list[Function], file: str, line: int) -> Function | None:
+    """The innermost of `functions` around that line, if any."""
+    around = [f for f in functions if f.file == file and f.first <= line <= f.last]
+    return max(around, key=lambda f: f.first) if around else None
 
 
 def _value(test: ast.expr, facts: dict[str, bool]) -> bool | None:

@@ -37,14 +37,22 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Generator
-from typing import TextIO
+from typing import Literal
 
 import rcfd
 from conformance.replay import EXPECT_S, EXPIRES_S, POLL_S, Report
-from model.history import History
+from model.history import History, warnings_logged
+from model.vocabulary import OK, OK_DUP, OK_FN, OK_RAWFD
 
-# Results, as specs/traces.md spells them.
-OK, OK_FN, OK_RAWFD, OK_DUP = "ok", "ok:fn", "ok:rawfd", "ok:dup"
+# A registry's counts, in the order observe() reports and the harnesses log them.
+COUNTS = ("initialized", "closed", "close_failed", "detached", "finalized")
+# close's arguments (specs/traces.md): no timeout, one that expires, a negative one.
+TIMEOUTS = {"none": None, "expires": EXPIRES_S, "invalid": -1.0}
+
+
+def counts(stats: rcfd.FDStats) -> str:
+    """A registry's COUNTS as a history's registry line says them."""
+    return " ".join(f"{k}={getattr(stats, k)}" for k in COUNTS)
 
 
 class FnError(Exception):
@@ -221,35 +229,21 @@ class RcfdThreads:
         self.close_func_calls = 0
         self.on_closing_calls = 0
         self.raw_closed = False
+        # The ResourceWarning filter of a drop ("error": the finalizer raises it).
+        self.drop_warnings: Literal["always", "error"] = "always"
         # What happened, for model.guarantees' checks of the production FD.
         self.history = History()
         # Global for the run: the finalizer and a late close_func warn from
         # whichever thread runs them. Collect first, so that FDs dropped
         # earlier are finalized (and warn) before the log opens.
         gc.collect()
-        self._warnings = warnings.catch_warnings()
+        self._warnings = warnings_logged(self.history)
         self._warnings.__enter__()
-        self.warnings: list[warnings.WarningMessage] = []
-        warnings.simplefilter("always")
-        warnings.showwarning = self._warned
         self.workers = [Worker(i, self) for i in range(threads)]
         for worker in self.workers:
             worker.start()
 
     # -- reports -----------------------------------------------------------
-
-    def _warned(
-        self,
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
-    ) -> None:
-        """warnings.showwarning for the run: kept, and an event of the history."""
-        self.warnings.append(warnings.WarningMessage(message, category, filename, lineno))
-        self.history.log("warning", f"{category.__name__}: {message}")
 
     def report(self, report: Report) -> None:
         self.sink(report)
@@ -301,15 +295,14 @@ class RcfdThreads:
         if call == "detach":
             number = fd.detach()
             return OK_RAWFD if number == self.rawfd else f"ok:{number}"
-        if call == "close":
-            timeout = {"none": None, "expires": EXPIRES_S, "invalid": -1.0}[arg]
-            fd.close(timeout)
+        if call == "close":  # the catalog's steps give the timeout itself
+            fd.close(TIMEOUTS[arg] if arg in TIMEOUTS else float(arg))
             return OK
         if call == "dup":
             fd.dup().close()  # the copy: its close_func call is on its own number
             return OK_DUP
         if call == "hold_borrow":
-            generator = _holder(fd)
+            generator = holding(fd)
             next(generator)  # raises if the borrow is refused
             self.held.append(generator)
             return OK
@@ -344,29 +337,38 @@ class RcfdThreads:
         enabled = gc.isenabled()
         gc.disable()  # no other thread's allocation may run the collector meanwhile
         try:
-            with self.fd_lock:
-                fd, self.fd = self.fd, None
-            self.history.log("drop", "GONE" if fd is None else fd.state.name)
-            generators, self.held = self.held, []
-            if generators and fd is not None:
-                first = order == "holders-first"
-                for generator in generators if first else ():
-                    generator.close()  # GeneratorExit: the `with` exits, the borrow ends
-                fd.__del__()  # the FD's finalizer, called by hand
-                for generator in () if first else generators:
-                    generator.close()
-                # A collector finalizes an object once; CPython would call
-                # __del__ again when a hand-finalized object goes, and that
-                # second call could mend what the first got wrong.
-                self.graveyard.append(fd)
-            del fd, generators
-            gc.collect()  # with no generator: the finalizer runs here, or ran as fd went
+            with warnings.catch_warnings():
+                warnings.simplefilter(self.drop_warnings, ResourceWarning)
+                self._let_go(order)
         finally:
             if enabled:
                 gc.enable()
             sys.unraisablehook = hook
-        for what in unraisable:
-            self.anomaly(f"unraisable in the finalizer: {what}")
+        for what in unraisable:  # a warning raised as an error is still the warning
+            if what.startswith("ResourceWarning"):
+                self.history.log("warning", f"unraisable in the finalizer: {what}")
+            else:
+                self.anomaly(f"unraisable in the finalizer: {what}")
+
+    def _let_go(self, order: str) -> None:
+        """_drop's part with the collector off: the FD and its generators go."""
+        with self.history.lock, self.fd_lock:  # no observer holds the FD as it goes
+            fd, self.fd = self.fd, None
+        self.history.log("drop", "GONE" if fd is None else fd.state.name)
+        generators, self.held = self.held, []
+        if generators and fd is not None:
+            first = order == "holders-first"
+            for generator in generators if first else ():
+                generator.close()  # GeneratorExit: the `with` exits, the borrow ends
+            fd.__del__()  # the FD's finalizer, called by hand
+            for generator in () if first else generators:
+                generator.close()
+            # A collector finalizes an object once; CPython would call
+            # __del__ again when a hand-finalized object goes, and that
+            # second call could mend what the first got wrong.
+            self.graveyard.append(fd)
+        del fd, generators
+        gc.collect()  # with no generator: the finalizer runs here, or ran as fd went
 
     # -- observation -------------------------------------------------------
 
@@ -386,14 +388,7 @@ class RcfdThreads:
             "close_func_calls": self.close_func_calls,
             "on_closing_calls": self.on_closing_calls,
             "closers_waiting": waiting,
-            "registry": {
-                "initialized": stats.initialized,
-                "closed": stats.closed,
-                "close_failed": stats.close_failed,
-                "detached": stats.detached,
-                "finalized": stats.finalized,
-                "in_flight": stats.in_flight,
-            },
+            "registry": {k: getattr(stats, k) for k in (*COUNTS, "in_flight")},
             "resource_warnings": self._count(
                 ResourceWarning, f"unclosed <rcfd.FD OPEN fd={self.rawfd} "
             ),
@@ -401,10 +396,12 @@ class RcfdThreads:
         }
 
     def _count(self, category: type[Warning], prefix: str) -> int:
+        """The warnings of `category` whose message starts with `prefix`."""
+        said = f"{category.__name__}: {prefix}"
         return sum(
             1
-            for w in list(self.warnings)
-            if issubclass(w.category, category) and str(w.message).startswith(prefix)
+            for ev in list(self.history.events)
+            if ev.what == "warning" and ev.detail.startswith(said)
         )
 
     # -- teardown ----------------------------------------------------------
@@ -468,7 +465,7 @@ def _closers_waiting(fd: rcfd.FD) -> int:
     return 0 if closing is None else closing.waiting_closers()
 
 
-def _holder(fd: rcfd.FD) -> Generator[int, None, None]:
+def holding(fd: rcfd.FD) -> Generator[int, None, None]:
     """A generator that holds a borrow of `fd` while it is suspended."""
     with fd.borrow() as rawfd:
         yield rawfd

@@ -29,12 +29,10 @@ import json
 import os
 import threading
 import time
-import warnings
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import interleave_test as it
 from interleave_test._primitives import RLock as ModelledRLock
@@ -42,9 +40,9 @@ from interleave_test._scheduler import current_scheduler
 
 import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
-from conformance.drivers.rcfd_threads import CloseFuncError, label
+from conformance.drivers.rcfd_threads import CloseFuncError, counts, holding, label
 from model.guarantees import Run, history_violations
-from model.history import History
+from model.history import History, warnings_logged
 from model.vocabulary import OK, OK_FN, OK_RAWFD
 from rcfd import FD, LifetimeRegistry, _fd
 
@@ -82,10 +80,6 @@ class Scenario:
     reenter: tuple[str, tuple[str, ...]] = ("", ())
     held: bool = False  # main enters a generator's borrow first: a borrow held by garbage
     about: str = ""
-
-    @property
-    def threads(self) -> int:
-        return len(self.actors)
 
 
 @dataclass
@@ -174,18 +168,6 @@ class World:
         for name in calls if where == callback else ():
             self.call("begin_borrow(do)" if name == "do" else f"{name}()", thunks[name])
 
-    def warned(
-        self,
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
-    ) -> None:
-        """warnings.showwarning for the run: a warning is an event."""
-        self.history.log("warning", f"{category.__name__}: {message}")
-
     def run_actor(self, actor: Actor) -> None:
         self.history.names[threading.get_ident()] = actor.name
         actor.body(self)
@@ -206,14 +188,8 @@ OUTCOMES: Counter[str] = Counter()
 LAST_WORLD: World | None = None
 
 
-def _holding(fd: FD) -> Generator[int, None, None]:
-    """A generator holding a borrow of `fd` while it is suspended."""
-    with fd.borrow() as rawfd:
-        yield rawfd
-
-
 def _enter(generator: Generator[int, None, None]) -> None:
-    next(generator)
+    next(generator)  # hold_borrow() returns nothing: the generator holds the borrow
 
 
 def model_for(scenario: Scenario) -> Callable[[], None]:
@@ -226,7 +202,7 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
         world.history.lock = contextlib.nullcontext()  # one thread runs at a time
         world.history.observe = world.observe
         world.history.on_closing = scenario.on_closing
-        with _modelled_locks(), installed(Seam(world.history)), _warnings_to(world):
+        with _modelled_locks(), installed(Seam(world.history)), warnings_logged(world.history):
             problems = run_scenario(world)
         calls = Run(world.history).calls()
         OUTCOMES[" ".join(sorted(f"{c.who}.{c.detail}={c.result}" for c in calls))] += 1
@@ -247,7 +223,7 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
             world.fd = fd = FD(RAWFD, world.close_func_for("main"), on_closing=on_closing)
             world.history.log("return", OK)
         if scenario.held:  # a borrow of main's, held by a generator the actors close
-            world.held.append(_holding(fd))
+            world.held.append(holding(fd))
             world.call("hold_borrow()", lambda: _enter(world.held[0]))
         try:
             tasks = [(a, it.spawn(world.run_actor, a, name=a.name)) for a in scenario.actors]
@@ -280,11 +256,8 @@ def _log_registry(world: World) -> None:
         return
     with it.no_interleave():
         stats = world.registry.fd_stats()
-    counts = " ".join(
-        f"{k}={getattr(stats, k)}"
-        for k in ("initialized", "closed", "close_failed", "detached", "finalized")
-    )
-    world.history.log("registry", f"{'main' if calls[0].result == OK else 'other'}: {counts}")
+    whose = "main" if calls[0].result == OK else "other"
+    world.history.log("registry", f"{whose}: {counts(stats)}")
 
 
 class _OwnedRLock(ModelledRLock):
@@ -314,15 +287,6 @@ def _modelled_locks() -> Iterator[None]:
         setattr(threading, "RLock", rlock)  # noqa: B010
 
 
-@contextlib.contextmanager
-def _warnings_to(world: World) -> Iterator[None]:
-    """Every warning of the run is an event of its history."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = world.warned
-        yield
-
-
 # -- exploring, saving, replaying ---------------------------------------------
 
 
@@ -332,20 +296,12 @@ class Exploration:
 
     scenario: Scenario
     strategy: str  # "dfs", "random" or "pct"
-    granularity: str  # "line" or "opcode"
+    label: str  # the strategy with its bound or seed, and the granularity
     schedules: int
     exhausted: bool
     seconds: float
     failure: it.Failure | None
-    max_preemptions: int = 0
-    seed: int | None = None
     outcomes: tuple[tuple[str, int], ...] = ()  # distinct call results seen, with counts
-
-    @property
-    def label(self) -> str:
-        if self.strategy == "dfs":
-            return f"dfs(preemptions<={self.max_preemptions}, {self.granularity})"
-        return f"{self.strategy}(seed={self.seed}, {self.granularity})"
 
 
 def explore(
@@ -359,8 +315,10 @@ def explore(
 ) -> Exploration:
     """Explore `scenario`; stop at the first failing schedule (it is in `.failure`)."""
     strat: str | it.Strategy = strategy
+    label = f"{strategy}(seed={seed}, {granularity})"
     if strategy == "dfs":
         strat = it.DFSStrategy(max_preemptions=max_preemptions)
+        label = f"dfs(preemptions<={max_preemptions}, {granularity})"
     elif strategy == "pct":
         strat = it.PCTStrategy(depth=3)
     OUTCOMES.clear()
@@ -377,13 +335,11 @@ def explore(
     return Exploration(
         scenario,
         strategy,
-        granularity,
+        label,
         result.schedules_run,
         result.exhausted,
         result.elapsed,
         result.failure,
-        max_preemptions,
-        None if strategy == "dfs" else seed,
         tuple(sorted(OUTCOMES.items())),
     )
 
