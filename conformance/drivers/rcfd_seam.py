@@ -49,7 +49,7 @@ import contextlib
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Self, cast
+from typing import TYPE_CHECKING, cast
 
 from model.history import History
 from rcfd import _fd, _nogil
@@ -157,15 +157,16 @@ class LoggedHolders(_Array):
             super().remove(tid)  # BufferError once frozen: the release writes a tombstone
             _current.history.log("unhold", "remove", _current.history.who(tid))
 
-    def __iadd__(self, tids: Iterable[int], /) -> Self:
-        """`holders += mine`: the closer's own borrow, while its on_closing runs."""
-        added = list(tids)  # before the resize: `holders += holders` logs each once
-        with _current.history.lock:
-            _current.changes("added the closer's borrow to the holders")
-            array.extend(self, added)
-            for tid in added:
-                _current.history.log("hold", "owner", _current.history.who(tid))
-        return self
+
+def _holders_iadd(self: LoggedHolders, tids: Iterable[int], /) -> LoggedHolders:
+    """`holders += mine`: the closer's own borrow, while its on_closing runs."""
+    added = list(tids)  # before the resize: `holders += holders` logs each once
+    with _current.history.lock:
+        _current.changes("added the closer's borrow to the holders")
+        array.extend(self, added)
+        for tid in added:
+            _current.history.log("hold", "owner", _current.history.who(tid))
+    return self
 
 
 class _Tombstones(list[int]):
@@ -174,17 +175,6 @@ class _Tombstones(list[int]):
     def count(self, tid: int, /) -> int:
         _current.pause("in-lock")  # FD._borrows_of: a locked step counts the caller's borrows
         return super().count(tid)
-
-    # list's `+` returns a list, so mypy holds any `+=` of a subclass to that.
-    def __iadd__(self, tids: Iterable[int], /) -> Self:  # type: ignore[override, misc]
-        with _current.history.lock:
-            _current.changes("wrote a tombstone")
-            for tid in tids:
-                list.append(self, tid)
-                _current.history.log("unhold", "tombstone", _current.history.who(tid))
-        if _nogil.ENABLED:
-            _current.tombstoned.add(threading.get_ident())  # its decision comes next
-        return self
 
 
 class _Freeze(list[memoryview]):
@@ -221,6 +211,24 @@ def _exports_frozen(view: memoryview) -> bool:
     except ValueError:  # the export was released: nothing keeps the holders frozen
         return False
     return isinstance(exported, array) and is_frozen(exported)
+
+
+def _tombstones_iadd(self: _Tombstones, tids: Iterable[int], /) -> _Tombstones:
+    with _current.history.lock:
+        _current.changes("wrote a tombstone")
+        for tid in tids:
+            list.append(self, tid)
+            _current.history.log("unhold", "tombstone", _current.history.who(tid))
+    if _nogil.ENABLED:
+        _current.tombstoned.add(threading.get_ident())  # its decision comes next
+    return self
+
+
+# Set after the class bodies: the base classes' __iadd__ signatures differ
+# from these (array's takes an array, list's returns a list), which mypy
+# would reject as overrides; at run time each needs one that logs.
+setattr(LoggedHolders, "__iadd__", _holders_iadd)  # noqa: B010
+setattr(_Tombstones, "__iadd__", _tombstones_iadd)  # noqa: B010
 
 
 class LoggedClosing(Closing):
