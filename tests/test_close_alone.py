@@ -16,38 +16,46 @@ import os
 import threading
 import warnings
 from array import array
+from typing import ClassVar
 
 import pytest
 
 import rcfd
 from rcfd import _fd
 from rcfd._closing import Closing
-from tests.support import WAIT, CountingClose, HeldBorrow, in_thread
+from tests.support import WAIT, CountingClose, HeldBorrow, in_thread, state_of
 
 
 class CloseFuncError(OSError):
     pass
 
 
-def borrow_slips_in(ends_before_the_owner_waits: bool) -> type[Closing]:
+class BorrowSlipsIn(Closing):
     """A close record whose locked step is preceded by a borrow that another
-    thread begins after close_alone's check; `ends_before_the_owner_waits`:
-    that borrow also ends (and so runs the close) before the owner registers
-    its waker."""
+    thread begins after close_alone's check (kept in `held`); if
+    `ends_before_the_owner_waits`, that borrow also ends (and so runs the
+    close) before the owner registers its waker."""
 
-    class Record(Closing):
+    __slots__ = ()
+    held: ClassVar[list[HeldBorrow]]
+    ends_before_the_owner_waits: ClassVar[bool]
+
+    def _begin_alone(self, fd: rcfd.FD, holders: array[int], me: int) -> bool:
+        type(self).held.append(HeldBorrow(fd))
+        return super()._begin_alone(fd, holders, me)
+
+    def _wait_as_owner(self, fd: rcfd.FD, timeout: float | None) -> None:
+        if self.ends_before_the_owner_waits:
+            self.held[0].end()
+        super()._wait_as_owner(fd, timeout)
+
+
+def borrow_slips_in(ends_before_the_owner_waits: bool) -> type[BorrowSlipsIn]:
+    class Record(BorrowSlipsIn):
         __slots__ = ()
-        held: list[HeldBorrow] = []
+        held: ClassVar[list[HeldBorrow]] = []
 
-        def _begin_alone(self, fd: rcfd.FD, holders: array[int], me: int) -> bool:
-            Record.held.append(HeldBorrow(fd))
-            return super()._begin_alone(fd, holders, me)
-
-        def _wait_as_owner(self, fd: rcfd.FD, timeout: float | None) -> None:
-            if ends_before_the_owner_waits:
-                Record.held[0].end()
-            super()._wait_as_owner(fd, timeout)
-
+    Record.ends_before_the_owner_waits = ends_before_the_owner_waits
     return Record
 
 
@@ -74,7 +82,7 @@ def test_a_borrow_that_slips_in_before_the_freeze_is_waited_for(
     fd = an_fd(closer)
     _, closed = in_thread(fd.close)
     assert not closed.done.wait(0.2), "close() returned with a borrow running"
-    assert closer.calls == [] and fd.state is rcfd.State.CLOSING
+    assert closer.calls == [] and state_of(fd) is rcfd.State.CLOSING
     record.held[0].end()
     assert closed.done.wait(WAIT), "close() never returned"
     assert closed.error is None, closed.error
@@ -112,7 +120,7 @@ def test_a_deadline_after_a_borrow_slipped_in_leaves_the_close_to_the_borrow(
     fd = an_fd(closer)
     with pytest.raises(TimeoutError):
         fd.close(timeout=0.05)
-    assert fd.state is rcfd.State.CLOSING and closer.calls == []
+    assert state_of(fd) is rcfd.State.CLOSING and closer.calls == []
     # The owner left: close_func's error, raised in the borrower's release,
     # is nobody's to receive, so it is warned.
     with pytest.warns(RuntimeWarning, match="after close\\(\\) stopped waiting"):
