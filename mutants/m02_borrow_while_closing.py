@@ -20,7 +20,7 @@ MUTANT = Mutant(
         "once, and rcfd keeps the export for the FD's whole life."
     ),
     edits=(
-        # Both freezes: Closing._freeze's, and close_alone's inline copy.
+        # Both freezes: Closing._freeze's, and _begin_alone's inline copy.
         Edit(
             "rcfd/_closing.py",
             "self.freeze.extend(map(memoryview, (fd._holders,)))\n",
@@ -29,9 +29,9 @@ MUTANT = Mutant(
         ),
         Edit(
             "rcfd/_closing.py",
-            "new.freeze.extend(map(memoryview, (holders,)))\n",
+            "self.freeze.extend(map(memoryview, (holders,)))\n",
             "with memoryview(holders) as view:  # mutant: the export ends with the block\n"
-            "    new.freeze.append(view)\n",
+            "    self.freeze.append(view)\n",
         ),
     ),
     scenario=Scenario(

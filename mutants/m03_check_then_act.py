@@ -60,10 +60,10 @@ MUTANT = Mutant(
             "self.freeze.extend(map(memoryview, (fd._holders,)))\n",
             'self.freeze.append(memoryview(b"CLOSING"))  # mutant: a flag, no freeze\n',
         ),
-        Edit(  # close_alone's inline copy of the freeze
+        Edit(  # _begin_alone's inline copy of the freeze
             "rcfd/_closing.py",
-            "new.freeze.extend(map(memoryview, (holders,)))\n",
-            'new.freeze.append(memoryview(b"CLOSING"))  # mutant: a flag, no freeze\n',
+            "self.freeze.extend(map(memoryview, (holders,)))\n",
+            'self.freeze.append(memoryview(b"CLOSING"))  # mutant: a flag, no freeze\n',
         ),
         # Unfrozen holders never refuse a remove: a release asks the state instead.
         Edit("rcfd/_fd.py", "holders.remove(tid)\n", _then_ask_the_state(), count=3),

@@ -8,6 +8,7 @@ that neither path runs) and on small sources that isolate each rule.
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from mutants import CATALOG
 from mutants._harness import Scenario
-from mutants._mutant import Edit, Mutant
+from mutants._mutant import Edit, Mutant, apply
 from mutants._paths import Analysis, not_run, paths_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,17 @@ def test_each_catalog_mutant_runs_on_the_paths_that_run_its_code(
         assert not_run(mutant, rcfd_source, "gil") == NOGIL_ONLY[mutant.name]
     else:
         assert paths == ("gil", "nogil")
+
+
+@pytest.mark.parametrize("mutant", CATALOG, ids=[m.name for m in CATALOG])
+def test_each_catalog_mutant_applies_to_the_code_as_it_is(mutant: Mutant, tmp_path: Path) -> None:
+    """Every edit of every catalog mutant finds its snippet (make mutants
+    refuses a mutant that does not apply; this says so in the unit tests,
+    before a change to rcfd/ reaches CI)."""
+    for path in {edit.path for edit in mutant.edits}:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, tmp_path / path)
+    apply(mutant, tmp_path)
 
 
 def test_every_function_of_rcfd_runs_on_some_path(rcfd_source: Analysis) -> None:
