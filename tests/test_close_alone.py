@@ -16,6 +16,7 @@ import os
 import threading
 import warnings
 from array import array
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
@@ -118,13 +119,57 @@ def test_a_deadline_after_a_borrow_slipped_in_leaves_the_close_to_the_borrow(
     error = CloseFuncError(5, "close_func failed")
     closer = CountingClose(error=error)
     fd = an_fd(closer)
-    with pytest.raises(TimeoutError):
+    timed_out = r"^rcfd: close\(\) timed out after 0\.05s with 1 borrow"
+    with pytest.raises(TimeoutError, match=timed_out):
         fd.close(timeout=0.05)
     assert state_of(fd) is rcfd.State.CLOSING and closer.calls == []
     # The owner left: close_func's error, raised in the borrower's release,
     # is nobody's to receive, so it is warned.
     with pytest.warns(RuntimeWarning, match="after close\\(\\) stopped waiting"):
         record.held[0].end()
+    assert len(closer.calls) == 1 and fd.state is rcfd.State.CLOSED
+
+
+class Interrupted(KeyboardInterrupt):
+    """An interrupt, as a SIGINT handler would raise it."""
+
+
+@pytest.mark.parametrize("registered", [False, True])
+def test_an_owner_interrupted_before_it_waits_leaves_the_error_to_a_warning(
+    monkeypatch: pytest.MonkeyPatch, registered: bool
+) -> None:
+    # The owner is interrupted after its step, before it registers a waker
+    # or after, before it waits: it must leave (as an interrupted close()
+    # does), so that close_func's error, raised when the borrow ends, is
+    # warned rather than lost.
+    class InterruptedOwner(BorrowSlipsIn):
+        __slots__ = ()
+        held: ClassVar[list[HeldBorrow]] = []
+        ends_before_the_owner_waits = False
+
+        def _wait_as_owner(self, fd: rcfd.FD, timeout: float | None) -> None:
+            if not registered:
+                raise Interrupted
+            super()._wait_as_owner(fd, timeout)
+
+        def until_finished(
+            self,
+            fd: rcfd.FD,
+            call: str,
+            waiter: threading.Lock,
+            wake: Callable[[], None],
+            timeout: float | None,
+        ) -> int:
+            raise Interrupted
+
+    monkeypatch.setattr(_fd, "CloseRecord", InterruptedOwner)
+    closer = CountingClose(error=CloseFuncError(5, "close_func failed"))
+    fd = an_fd(closer)
+    with pytest.raises(Interrupted):
+        fd.close()
+    assert state_of(fd) is rcfd.State.CLOSING and closer.calls == []
+    with pytest.warns(RuntimeWarning, match="after close\\(\\) stopped waiting"):
+        InterruptedOwner.held[0].end()
     assert len(closer.calls) == 1 and fd.state is rcfd.State.CLOSED
 
 
