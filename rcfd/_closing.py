@@ -191,18 +191,10 @@ class Closing:
                             closing.release(fd)
                             raise
                     # -- end release --
-                elif new.claimer == me:
-                    # No owner's borrow, and none ran at the freeze: the owner
-                    # claimed in the section, and runs the close itself.
-                    try:
-                        new.run(fd)
-                    except BaseException:  # (Signals rule) resume once
-                        new.run(fd)
-                        raise
                 elif new.freeze:
                     # No owner's borrow: its release is this, the zero check
-                    # (an interrupt came before the section made it) and the
-                    # run of a close it claims.
+                    # (made in the section unless an interrupt came first) and
+                    # the run of a close it claimed.
                     try:
                         new.release(fd)
                     except BaseException:  # (Signals rule) resume once
