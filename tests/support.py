@@ -126,6 +126,11 @@ class HeldBorrow:
         )
         assert self.started.wait(WAIT), f"borrow did not start: {self.outcome.error!r}"
 
+    def let_go(self) -> None:
+        """Let the borrow end, without waiting for its release (which may block
+        in the close_func it runs)."""
+        self._end.set()
+
     def end(self) -> None:
         self._end.set()
         assert self.outcome.done.wait(WAIT), "borrow did not return"

@@ -16,7 +16,7 @@ import os
 import threading
 import warnings
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
 from typing import ClassVar
 
 import pytest
@@ -187,3 +187,264 @@ def test_a_second_closer_during_the_uncontended_close_waits_for_it() -> None:
     assert first.error is None
     assert isinstance(second.error, rcfd.ClosedFDError)
     assert len(closer.calls) == 1
+
+
+# -- interrupts and re-entry inside the uncontended close ----------------------
+# Each test below stands for a check point where CPython may run a signal
+# handler (a Python call's entry) or a finalizer, and was seen failing on
+# the mutant of close_alone or _begin_alone that mutmut left alive there.
+
+
+class InterruptedOnce:
+    """Raises Interrupted the first time `strike()` is called, then nothing."""
+
+    def __init__(self) -> None:
+        self.struck = False
+
+    def strike(self) -> None:
+        if not self.struck:
+            self.struck = True
+            raise Interrupted
+
+
+def test_an_interrupt_as_the_owner_s_run_finishes_is_resumed_and_the_fd_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # At FINISH's entry, after close_func returned: the owner runs the rest
+    # again (how is set, so close_func is not called twice), then raises.
+    once = InterruptedOnce()
+
+    class Record(Closing):
+        __slots__ = ()
+
+        def _finish(self, fd: rcfd.FD) -> None:
+            once.strike()
+            super()._finish(fd)
+
+    monkeypatch.setattr(_fd, "CloseRecord", Record)
+    closer = CountingClose()
+    fd = an_fd(closer)
+    with pytest.raises(Interrupted):
+        fd.close()
+    assert once.struck and fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+    with pytest.raises(rcfd.ClosedFDError):
+        fd.close()
+
+
+def test_an_interrupt_as_the_owner_s_release_begins_leaves_the_close_to_the_borrow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A borrow slipped in, so the owner's release after its step finds one
+    # borrow: interrupted at its entry, it is made again (the zero check),
+    # the owner leaves, and the borrow's end runs the close.
+    once = InterruptedOnce()
+
+    class Record(BorrowSlipsIn):
+        __slots__ = ()
+        held: ClassVar[list[HeldBorrow]] = []
+        ends_before_the_owner_waits = False
+
+        def release(self, fd: rcfd.FD) -> None:
+            if threading.current_thread() is threading.main_thread():
+                once.strike()
+            super().release(fd)
+
+    monkeypatch.setattr(_fd, "CloseRecord", Record)
+    closer = CountingClose()
+    fd = an_fd(closer)
+    with pytest.raises(Interrupted):
+        fd.close()
+    assert once.struck and state_of(fd) is rcfd.State.CLOSING and closer.calls == []
+    Record.held[0].end()
+    assert Record.held[0].valid_at_end and len(closer.calls) == 1
+    assert fd.state is rcfd.State.CLOSED
+
+
+class EndsInTheFreeze(list[memoryview]):
+    """The freeze of a close during which a finalizer ends a borrow on the
+    closing thread: the borrow meets the freeze, inside the FD's locked step."""
+
+    ends: Callable[[], None]
+
+    def extend(self, views: Iterable[memoryview], /) -> None:
+        super().extend(views)
+        self.ends()
+
+
+def test_a_release_deferred_inside_the_step_is_settled_and_the_close_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two borrows slip in; a finalizer ends one of them on the owner's thread
+    # while the owner's step freezes (its release is deferred: the step holds
+    # the lock), the other still runs. The owner settles the deferred one,
+    # finds a borrow, and waits for it.
+    def borrowing(fd: rcfd.FD) -> Generator[int, None, None]:
+        with fd.borrow() as rawfd:
+            yield rawfd
+
+    class Record(BorrowSlipsIn):
+        __slots__ = ()
+        held: ClassVar[list[HeldBorrow]] = []
+        ends_before_the_owner_waits = False
+
+        def _begin_alone(self, fd: rcfd.FD, holders: array[int], me: int) -> bool:
+            finalized = borrowing(fd)
+            next(finalized)  # a borrow of this thread's, ended by its finalizer below
+            self.freeze = freeze = EndsInTheFreeze()
+            freeze.ends = finalized.close
+            return super()._begin_alone(fd, holders, me)
+
+    monkeypatch.setattr(_fd, "CloseRecord", Record)
+    closer = CountingClose()
+    fd = an_fd(closer)
+    _, closed = in_thread(fd.close)
+    assert not closed.done.wait(0.2), "close() returned with a borrow running"
+    assert closer.calls == [] and state_of(fd) is rcfd.State.CLOSING
+    Record.held[0].end()
+    assert closed.done.wait(WAIT), "close() never returned"
+    assert closed.error is None, closed.error
+    assert Record.held[0].valid_at_end and len(closer.calls) == 1
+    assert fd.state is rcfd.State.CLOSED
+
+
+def test_close_func_s_error_delivered_to_the_owner_is_not_also_warned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A borrow slipped in and its end ran close_func, which failed: the owner
+    # receives the error, so the borrow's thread, which checks after the owner
+    # returned, finds the error received and warns nothing.
+    caught: list[warnings.WarningMessage] = []
+    owner_returned, frozen = threading.Event(), threading.Event()
+
+    class Record(BorrowSlipsIn):
+        __slots__ = ()
+        held: ClassVar[list[HeldBorrow]] = []
+        ends_before_the_owner_waits = False
+
+        def _begin_alone(self, fd: rcfd.FD, holders: array[int], me: int) -> bool:
+            began = super()._begin_alone(fd, holders, me)
+            frozen.set()
+            return began
+
+        def _report_unreceived(self, fd: rcfd.FD) -> None:
+            assert owner_returned.wait(WAIT), "the owner never returned"
+            with warnings.catch_warnings(record=True) as seen:  # this thread's
+                warnings.simplefilter("always")
+                super()._report_unreceived(fd)
+            caught.extend(seen)
+
+    monkeypatch.setattr(_fd, "CloseRecord", Record)
+    error = CloseFuncError(5, "close_func failed")
+    closer = CountingClose(error=error)
+    fd = an_fd(closer)
+
+    def close_then_say_so() -> None:
+        try:
+            fd.close()
+        finally:
+            owner_returned.set()
+
+    _, closed = in_thread(close_then_say_so)
+    assert frozen.wait(WAIT), "the owner's step never ran"
+    Record.held[0].end()
+    assert closed.done.wait(WAIT), "close() never returned"
+    assert closed.error is error
+    assert [str(w.message) for w in caught] == []
+    assert len(closer.calls) == 1 and fd.state is rcfd.State.CLOSED
+
+
+def test_an_owner_interrupted_while_close_func_runs_leaves_the_error_to_a_warning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A borrow slipped in and ended, and its thread now runs close_func; the
+    # owner is interrupted as it waits. It must leave (an interrupt is no
+    # deadline, which would keep it waiting for close_func), so that
+    # close_func's error is warned rather than lost.
+    closer = CountingClose(error=CloseFuncError(5, "close_func failed"))
+    closer.release = threading.Event()
+
+    class Record(BorrowSlipsIn):
+        __slots__ = ()
+        held: ClassVar[list[HeldBorrow]] = []
+        ends_before_the_owner_waits = False
+
+        def _wait_as_owner(self, fd: rcfd.FD, timeout: float | None) -> None:
+            self.held[0].let_go()
+            assert closer.entered.wait(WAIT), "close_func never ran"
+            super()._wait_as_owner(fd, timeout)
+
+        def until_finished(
+            self,
+            fd: rcfd.FD,
+            call: str,
+            waiter: threading.Lock,
+            wake: Callable[[], None],
+            timeout: float | None,
+        ) -> int:
+            raise Interrupted
+
+    monkeypatch.setattr(_fd, "CloseRecord", Record)
+    fd = an_fd(closer)
+    with pytest.raises(Interrupted):
+        fd.close()
+    with pytest.warns(RuntimeWarning, match="after close\\(\\) stopped waiting"):
+        closer.release.set()
+        assert Record.held[0].outcome.done.wait(WAIT), "the borrow never returned"
+    assert len(closer.calls) == 1 and fd.state is rcfd.State.CLOSED
+
+
+def test_a_close_that_comes_first_after_the_check_is_joined(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another thread's close begins (and here finishes) between the owner's
+    # check and its locked step: the step must find it and leave the FD to
+    # wait(), which refuses; close_func is called once.
+    class Record(Closing):
+        __slots__ = ()
+        raced = False
+
+        def _begin_alone(self, fd: rcfd.FD, holders: array[int], me: int) -> bool:
+            if not Record.raced:
+                Record.raced = True
+                thread, first = in_thread(fd.close)
+                thread.join(WAIT)
+                assert first.done.is_set() and first.error is None, first.error
+            return super()._begin_alone(fd, holders, me)
+
+    monkeypatch.setattr(_fd, "CloseRecord", Record)
+    closer = CountingClose()
+    fd = an_fd(closer)
+    with pytest.raises(rcfd.ClosedFDError):
+        fd.close()
+    assert Record.raced and len(closer.calls) == 1 and fd.state is rcfd.State.CLOSED
+
+
+def test_a_signal_handler_s_close_inside_a_detach_s_locked_step_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # detach() holds the FD's lock and has not frozen yet (no borrow, no
+    # close attached: what close_alone checks), when a signal handler on its
+    # thread calls close(): refused at once, as inside any of the FD's locked
+    # steps, and the detach goes on.
+    refused: list[BaseException] = []
+
+    class Record(Closing):
+        __slots__ = ()
+
+        def _freeze(self, fd: rcfd.FD) -> None:
+            if not refused:
+                try:
+                    fd.close()  # what the handler does
+                except BaseException as exc:
+                    refused.append(exc)
+            super()._freeze(fd)
+
+    monkeypatch.setattr(_fd, "CloseRecord", Record)
+    closer = CountingClose()
+    fd = an_fd(closer)
+    _, detached = in_thread(fd.detach)
+    assert detached.done.wait(WAIT), "the detach waited for its own step"
+    assert [type(e) for e in refused] == [rcfd.CloseInsideCloseFuncError]
+    assert isinstance(detached.value, int) and detached.value >= 0, detached.error
+    assert closer.calls == [] and fd.state is rcfd.State.CLOSED
+    os.close(detached.value)
