@@ -16,6 +16,9 @@ Needs Python 3.12+ (interleave-test is built on sys.monitoring).
     python tools/explore.py --preemptions 2 --random 2000 --pct 2000   # make explore-long
     python tools/explore.py --dfs-off          # only the random and PCT schedules
 
+Scenarios run in --jobs processes (default: one per CPU), each printed in
+its order as it completes.
+
 Bytecode granularity preempts between any two instructions, finer than
 CPython with the GIL (which switches threads only as a function starts, after
 a call returns and on a backward jump). rcfd needs no atomicity beyond its
@@ -27,8 +30,12 @@ point, FD._guard's included.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import sys
 import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dfs-off", action="store_true", help="skip the DFS: only random and PCT schedules"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per CPU)"
+    )
     args = parser.parse_args(argv)
 
     if sys.version_info < (3, 12):
@@ -69,63 +79,87 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     chosen = [BY_NAME[name] for name in args.scenario] if args.scenario else list(SCENARIOS)
 
-    total = 0
-    failed: list[str] = []
     start = time.monotonic()
-    for scenario in chosen:
-        runs = []
-        if not args.dfs_off:
-            runs.append(
-                harness.explore(
-                    scenario,
-                    "dfs",
-                    granularity="line",
-                    iterations=10**7,
-                    max_preemptions=args.preemptions,
-                )
-            )
-        for strategy, count in (("random", args.random), ("pct", args.pct)):
-            if count and (not runs or runs[-1].failure is None):
-                runs.append(
-                    harness.explore(
-                        scenario,
-                        strategy,
-                        granularity="opcode",
-                        iterations=count,
-                        seed=args.seed,
-                    )
-                )
-        schedules = sum(run.schedules for run in runs)
-        total += schedules
-        bad = next((run for run in runs if run.failure is not None), None)
-        parts = []
-        for run in runs:
-            note = " (exhaustive)" if run.exhausted else ""
-            parts.append(f"{run.label}: {run.schedules}{note}")
-        verdict = "PASS" if bad is None else "FAIL"
-        seconds = sum(run.seconds for run in runs)
-        print(
-            f"{verdict}  {scenario.name:<20} {schedules:>6} schedules  {seconds:5.1f}s  "
-            + "; ".join(parts)
-        )
-        if args.outcomes:
-            seen: dict[str, int] = {}
-            for outcome, count in (o for run in runs for o in run.outcomes):
-                seen[outcome] = seen.get(outcome, 0) + count
-            for outcome, count in sorted(seen.items()):
-                print(f"        {count:>6} x {outcome}")
-        if bad is not None and bad.failure is not None:
-            failed.append(scenario.name)
-            path = harness.save_failure(bad, args.save)
-            print(f"\n--- {scenario.name}: {bad.label} failed on schedule {bad.schedules}\n")
-            print(harness.describe_failure(bad.failure))
-            print(f"\nsaved: {path}\nreplay: python tools/explore.py --replay {path}\n")
+    names = [scenario.name for scenario in chosen]
+    if args.jobs > 1 and len(names) > 1:
+        # Scenarios are independent: one process each, printed in their order.
+        # spawn, not fork: a worker must not inherit the parent's threads/locks.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            reports = pool.map(explore_one, names, [args] * len(names))
+            failed, total = _print_reports(names, reports)
+    else:
+        failed, total = _print_reports(names, (explore_one(name, args) for name in names))
     elapsed = time.monotonic() - start
     print(
         f"explore: {len(chosen)} scenarios, {total} schedules, {len(failed)} failed"
         f" ({', '.join(failed) or 'none'}), {elapsed:.1f}s"
     )
     return 1 if failed else 0
+
+
+def _print_reports(
+    names: list[str], reports: Iterable[tuple[str, int, bool]]
+) -> tuple[list[str], int]:
+    """Print each scenario's report as it comes; (the failed ones, schedules in all)."""
+    failed: list[str] = []
+    total = 0
+    for name, (text, schedules, passed) in zip(names, reports, strict=True):
+        print(text, flush=True)
+        total += schedules
+        if not passed:
+            failed.append(name)
+    return failed, total
+
+
+def explore_one(name: str, args: argparse.Namespace) -> tuple[str, int, bool]:
+    """Explore one scenario: (what to print, schedules explored, passed)."""
+    from tests.interleavings import harness
+    from tests.interleavings.scenarios import BY_NAME
+
+    scenario = BY_NAME[name]
+    runs = []
+    if not args.dfs_off:
+        runs.append(
+            harness.explore(
+                scenario,
+                "dfs",
+                granularity="line",
+                iterations=10**7,
+                max_preemptions=args.preemptions,
+            )
+        )
+    for strategy, count in (("random", args.random), ("pct", args.pct)):
+        if count and (not runs or runs[-1].failure is None):
+            runs.append(
+                harness.explore(
+                    scenario, strategy, granularity="opcode", iterations=count, seed=args.seed
+                )
+            )
+    schedules = sum(run.schedules for run in runs)
+    bad = next((run for run in runs if run.failure is not None), None)
+    parts = []
+    for run in runs:
+        note = " (exhaustive)" if run.exhausted else ""
+        parts.append(f"{run.label}: {run.schedules}{note}")
+    verdict = "PASS" if bad is None else "FAIL"
+    seconds = sum(run.seconds for run in runs)
+    lines = [
+        f"{verdict}  {scenario.name:<20} {schedules:>6} schedules  {seconds:5.1f}s  "
+        + "; ".join(parts)
+    ]
+    if args.outcomes:
+        seen: dict[str, int] = {}
+        for outcome, count in (o for run in runs for o in run.outcomes):
+            seen[outcome] = seen.get(outcome, 0) + count
+        for outcome, count in sorted(seen.items()):
+            lines.append(f"        {count:>6} x {outcome}")
+    if bad is not None and bad.failure is not None:
+        path = harness.save_failure(bad, args.save)
+        lines.append(f"\n--- {scenario.name}: {bad.label} failed on schedule {bad.schedules}\n")
+        lines.append(harness.describe_failure(bad.failure))
+        lines.append(f"\nsaved: {path}\nreplay: python tools/explore.py --replay {path}\n")
+    return "\n".join(lines), schedules, bad is None
 
 
 def replay(path: Path) -> int:
