@@ -119,8 +119,9 @@ CHECKS = [
         [PY, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests/test_model_vs_fd.py"],
         last_match(r"^(model-vs-fd: .*|\d+ failed.*)$"),
     ),
-    # Every schedule with <= 1 preemption (line granularity) of each scenario,
-    # then 100 random and 100 PCT schedules (bytecode granularity), seed 0.
+    # Every schedule with <= 1 preemption of each scenario (bytecode granularity
+    # for the two-thread ones, line for the others), then 100 random and 100
+    # PCT schedules (bytecode granularity), seed 0; one process per CPU.
     Check(
         "interleavings",
         [PY, "tools/explore.py"],
