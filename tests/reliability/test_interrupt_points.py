@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 import rcfd
-from tests.support import CountingClose, HeldBorrow
+from tests.support import CountingClose, HeldBorrow, in_thread
 
 WAIT = 10.0
 RCFD_DIR = os.path.dirname(rcfd.__file__)
@@ -158,6 +158,11 @@ def settle(fd: rcfd.FD, closer: CountingClose, error: BaseException | None) -> N
     if fd.state is rcfd.State.OPEN:
         fd.close(timeout=WAIT)
     assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1, f"{error}: {closer.calls}"
+    # No lock of the FD's is left held: another thread's close() is refused at
+    # once, rather than wait for good for a lock the interrupted call kept.
+    _, second = in_thread(fd.close)
+    assert second.done.wait(WAIT), f"{error}: a lock of {fd} was left held"
+    assert isinstance(second.error, rcfd.ClosedFDError), f"{error}: {second.error!r}"
 
 
 def _at_function_entry(where: tuple[CodeType, int] | None, name: str) -> bool:
