@@ -296,6 +296,11 @@ def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
                 if fd.state is rcfd.State.OPEN:
                     fd.close(timeout=WAIT)
                 assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1, fd
+                # And the interrupts (all in this thread) left no lock of the
+                # FD's held by it. (Read here, not by another thread's close:
+                # no thread is started inside the signal loop.)
+                lock = fd._lock
+                assert lock is None or not lock._is_owned(), f"a lock of {fd} was left held"
                 checked += 1
             hammer.caught.set()
     finally:
