@@ -1,42 +1,32 @@
 """Replay a small scenario against whatever `rcfd` is importable, one step at a time.
 
-Each logical thread (T1, T2, ...) is a worker of conformance.drivers.rcfd_threads,
-the driver that model vs production and the conformance runner use: a real
-thread that serves a queue of commands, inside a borrow's fn and inside a
-paused close_func as well, so a nested borrow, a close inside a borrow or a
-call from inside close_func happens where it should. The driver issues one
-step, waits (bounded) until that thread visibly got somewhere (its call
-returned, fn was entered, a callback or a preemption paused it) and goes on;
-a call that may block for good (a close, an init) gets SETTLE, then is shown
-waiting. At the end every borrow and callback is ended, every call must
-return within WAIT, and the whole History is checked by
-model.guarantees.history_violations, the checker the interleavings use: rcfd's
-seam (conformance.drivers.rcfd_seam) logs each borrow, the freeze and the
-finish, and every event carries the FD's state and count, read under the
-seam's lock. The timeline `make explain` prints is that history, one row per
-step. Every check is sound for a correct FD under any timing, so the same
-replays serve as tests (tests/test_mutation_kills.py) and as explanations.
+Each logical thread (T1, T2, ...) is a worker of conformance.drivers.rcfd_threads
+(the driver of model vs production and of the conformance runner), which
+serves its queue inside a borrow's fn and a paused close_func too, so a nested
+borrow or a call from inside close_func happens where it should. The driver
+issues one step and waits (bounded) until that thread visibly got somewhere
+(its call returned, fn was entered, a callback or a pause stopped it); a call
+that may block for good (a close, an init) gets SETTLE, then is shown waiting.
+At the end every borrow and callback is ended, every call must return within
+WAIT, and model.guarantees.history_violations, the interleavings' checker,
+checks the History that rcfd's seam (conformance.drivers.rcfd_seam) and the
+workers logged. `make explain` prints it, one row per step. Every check is
+sound for a correct FD under any timing, so the replays serve as tests
+(tests/test_mutation_kills.py) and as explanations.
 
-A step may preempt its thread where check-then-act bugs live (Step.pause):
-right before a borrow's insert ("before-insert"), between a release's
-tombstone and its locked decision ("before-lock"; on the no-GIL path also
-"before-decide", as that decision starts), inside init past its check
-("in-init", where the registry records the init), until a `resume` step; or
-run the collector inside the next locked step ("collect-in-lock").
-
-A step may instead interrupt its thread at one of those check points
-(Step.interrupt): the seam's point raises an FnInterrupt there, once, as a
-signal handler's KeyboardInterrupt would (specs/cpython.md, "Signals"). Only
-where the path has such a check point: on the GIL path a borrow's insert is
-one C call, so "before-insert" and "before-decide" exist on the no-GIL path
-only (there the lock's `with` gives an interrupt a check point before the
-insert, and another as the release's locked step ends), and a step that asks
-for one on the GIL path is noted and not interrupted. An interrupt that was
-asked for and never happened is itself a violation: the scenario would not
-test what it says. The interrupt is logged (an `interrupt` event), and the
-checker holds the interrupted call to it: that call must end with it
-(err:FnInterrupt, its own error, as a signal handler's KeyboardInterrupt
-is), whatever rcfd's recovery did on the way.
+A step may stop its thread at one of the seam's check points (Step.pause:
+"before-insert", "before-lock", "before-decide", the seam names them; or
+"in-init", inside init past its check, where the registry records the init)
+until a `resume` step; or run the collector inside the next locked step
+("collect-in-lock"). Or it may raise an FnInterrupt there, once
+(Step.interrupt), as a signal handler's KeyboardInterrupt would
+(specs/cpython.md, "Signals"). On the GIL path a borrow's insert and a
+release's decision come with no check point before them, so an interrupt
+there, and a pause "before-decide", exist on the no-GIL path only: asked for
+on the GIL path, they are noted and not done. An interrupt asked for that
+never happened is a violation (the scenario would not test what it says);
+one that happened is an `interrupt` event, and the checker holds the
+interrupted call to end with it (err:FnInterrupt).
 """
 
 from __future__ import annotations
@@ -57,13 +47,7 @@ from typing import Literal
 
 import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
-from conformance.drivers.rcfd_threads import (
-    FnInterrupt,
-    RcfdThreads,
-    Worker,
-    counts,
-    label,
-)
+from conformance.drivers.rcfd_threads import FnInterrupt, RcfdThreads, Worker, counts, label
 from conformance.replay import Report
 from model.guarantees import RESULTS, Run, history_violations
 from model.vocabulary import OK
@@ -198,13 +182,6 @@ class _PausingRegistry(rcfd.LifetimeRegistry):
     def _record_init(self, key: int, rawfd: int) -> None:
         self.replayer.preempt("in-init")
         super()._record_init(key, rawfd)
-
-
-class _Box:
-    """A reference cycle for an abandoned generator."""
-
-    def __init__(self, held: object) -> None:
-        self.held, self.me = held, self
 
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -375,7 +352,8 @@ class _Replayer(RcfdThreads):
         index = int(name[1:])
         if step.action == "abandon":
             for held in self.held:
-                _Box(held)  # a cycle only the collector can break (it is disabled)
+                cycle: list[object] = [held]
+                cycle.append(cycle)  # only the collector can break it (it is disabled)
             self.held = []
             self.note("harness", "(the held generators are cyclic garbage now)")
             return

@@ -72,32 +72,29 @@ class OnClosingError(Exception):
     """What on_closing raises for end_callback(raise)."""
 
 
-class _Returned:
-    """The value every fn returns, so do() can be seen to pass it through."""
+FN_VALUE = object()  # what every fn returns, so do() can be seen to pass it through
 
 
-FN_VALUE = _Returned()
+# Exceptions in the traces' vocabulary; subclasses first.
+LABELS: dict[type[BaseException] | tuple[type[BaseException], ...], str] = {
+    rcfd.CloseInsideBorrowError: "err:CloseInsideBorrow",
+    rcfd.CloseInsideCloseFuncError: "err:CloseInsideCloseFunc",
+    rcfd.UninitializedFDError: "err:UninitializedFD",
+    rcfd.ClosedFDError: "err:ClosedFD",
+    rcfd.MultipleInitError: "err:MultipleInit",
+    TimeoutError: "err:Timeout",
+    FnError: "err:FnError",
+    FnInterrupt: "err:FnInterrupt",
+    CloseFuncError: "err:CloseFuncError",
+    OnClosingError: "err:OnClosingError",
+    (TypeError, ValueError): "err:InvalidArgument",
+}
 
 
 def label(exc: BaseException) -> str:
-    """An exception in the traces' vocabulary; subclasses first."""
-    labels: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
-        (rcfd.CloseInsideBorrowError, "err:CloseInsideBorrow"),
-        (rcfd.CloseInsideCloseFuncError, "err:CloseInsideCloseFunc"),
-        (rcfd.UninitializedFDError, "err:UninitializedFD"),
-        (rcfd.ClosedFDError, "err:ClosedFD"),
-        (rcfd.MultipleInitError, "err:MultipleInit"),
-        (TimeoutError, "err:Timeout"),
-        (FnError, "err:FnError"),
-        (FnInterrupt, "err:FnInterrupt"),
-        (CloseFuncError, "err:CloseFuncError"),
-        (OnClosingError, "err:OnClosingError"),
-        ((TypeError, ValueError), "err:InvalidArgument"),
-    ]
-    for kind, text in labels:
-        if isinstance(exc, kind):
-            return text
-    return f"err:unexpected {type(exc).__name__}: {exc}"
+    """An exception in the traces' vocabulary."""
+    found = (text for kind, text in LABELS.items() if isinstance(exc, kind))
+    return next(found, f"err:unexpected {type(exc).__name__}: {exc}")
 
 
 # (call id, command as (call, arg), a barrier to wait at first, for raced calls)
@@ -212,18 +209,15 @@ class RcfdThreads:
     """The production side: FD, eventfd, registry, logical threads, warnings."""
 
     def __init__(
-        self,
-        threads: int,
-        sink: Callable[[Report], None],
-        fd_class: type[rcfd.FD] = rcfd.FD,
+        self, threads: int, sink: Callable[[Report], None], fd_class: type[rcfd.FD] = rcfd.FD
     ) -> None:
-        """`sink` receives every report, from whichever thread makes it;
+        """`sink` (self.report) receives every report, from whichever thread makes it;
         `fd_class` is rcfd.FD, or a subclass that plants a bug."""
         self.registry = rcfd.LifetimeRegistry()
         self.rawfd = os.eventfd(0, os.EFD_CLOEXEC)
         self.fd_lock = threading.Lock()
         self.fd: rcfd.FD | None = fd_class()
-        self.sink = sink
+        self.report = sink
         self.held: list[Generator[int, None, None]] = []  # suspended generators holding borrows
         self.graveyard: list[rcfd.FD] = []  # finalized by hand: kept until shutdown
         self.close_func_calls = 0
@@ -245,11 +239,8 @@ class RcfdThreads:
 
     # -- reports -----------------------------------------------------------
 
-    def report(self, report: Report) -> None:
-        self.sink(report)
-
     def anomaly(self, what: str) -> None:
-        self.sink(Report("anomaly", result=what))
+        self.report(Report("anomaly", result=what))
 
     def pause(self, callback: str) -> str:
         """Pause the running callback: its thread takes calls until
@@ -310,7 +301,7 @@ class RcfdThreads:
             self.held.pop(0).close()  # GeneratorExit leaves the `with`: the release
             return OK
 
-        def fn(rawfd: int) -> _Returned:
+        def fn(rawfd: int) -> object:
             entered = OK if rawfd == self.rawfd else f"fn got fd {rawfd}, not {self.rawfd}"
             self.history.log("fn", f"rawfd={rawfd}")
             self.report(Report("entered", call_id, worker.index, entered))
@@ -380,7 +371,11 @@ class RcfdThreads:
                 state, borrows, waiting = "GONE", 0, 0
             else:
                 state, borrows = fd.state.name, fd.borrow_count
-                waiting = _closers_waiting(fd)
+                # The closers registered to be woken at CLOSED (specs/traces.md,
+                # `after`), which rcfd keeps private on its close record
+                # (rcfd/_closing.py): this driver is a test hook, as a port's is.
+                closing = fd._closer
+                waiting = 0 if closing is None else closing.waiting_closers()
             del fd
         return {
             "state": state,
@@ -454,15 +449,6 @@ class RcfdThreads:
                 self.raw_closed = True
             self._warnings.__exit__(None, None, None)
         return left
-
-
-def _closers_waiting(fd: rcfd.FD) -> int:
-    """The closers registered to be woken when `fd` reaches CLOSED: the
-    observable for blocked closers (specs/traces.md, `after`). rcfd keeps
-    them on its close record (rcfd/_closing.py), private: this driver is a
-    test hook, as a port's driver is."""
-    closing = fd._closer
-    return 0 if closing is None else closing.waiting_closers()
 
 
 def holding(fd: rcfd.FD) -> Generator[int, None, None]:
