@@ -159,15 +159,13 @@ def replay(scenario: Scenario, *, wait: float = WAIT) -> Replay:
     """Run `scenario` against the importable rcfd; the timeline and what broke."""
     enabled = gc.isenabled()
     gc.disable()  # the collector runs where a step says, and nowhere else
-    replayer = _Replayer(scenario, wait)
-    teardown = wait
+    replayer, broken = _Replayer(scenario, wait), False
     try:
         result = replayer.run()
-        if result.violations:
-            teardown = min(wait, BROKEN_TEARDOWN)
+        broken = bool(result.violations)
         return result
     finally:
-        replayer.shutdown(teardown)
+        replayer.shutdown(min(wait, BROKEN_TEARDOWN) if broken else wait)
         if enabled:
             gc.enable()
 
@@ -471,10 +469,9 @@ class _Replayer(RcfdThreads):
         )
         mine, other = (self.other_registry, self.registry) if tracked else (
             self.registry, self.other_registry)  # fmt: skip
-        for name, registry in (("main", mine), ("other", other)):
-            stack = f" stack={'yes' if self.stack else 'no'}" if not self.scenario.uninit else ""
-            said = f"{name}: {counts(registry.fd_stats())}{stack if name == 'main' else ''}"
-            self.history.log("registry", said)
+        stack = "" if self.scenario.uninit else f" stack={'yes' if self.stack else 'no'}"
+        self.history.log("registry", f"main: {counts(mine.fd_stats())}{stack}")
+        self.history.log("registry", f"other: {counts(other.fd_stats())}")
 
     def row(self, step: int, start: int, end: int) -> Row:
         cells: dict[str, list[str]] = {}

@@ -74,7 +74,6 @@ class OnClosingError(Exception):
 
 FN_VALUE = object()  # what every fn returns, so do() can be seen to pass it through
 
-
 # Exceptions in the traces' vocabulary; subclasses first.
 LABELS: dict[type[BaseException] | tuple[type[BaseException], ...], str] = {
     rcfd.CloseInsideBorrowError: "err:CloseInsideBorrow",
