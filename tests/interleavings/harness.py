@@ -330,16 +330,8 @@ def explore(
             include=[RCFD_DIR],
             raise_on_failure=False,
         )
-    return Exploration(
-        scenario,
-        strategy,
-        label,
-        result.schedules_run,
-        result.exhausted,
-        result.elapsed,
-        result.failure,
-        tuple(sorted(OUTCOMES.items())),
-    )
+    found = result.schedules_run, result.exhausted, result.elapsed, result.failure
+    return Exploration(scenario, strategy, label, *found, tuple(sorted(OUTCOMES.items())))
 
 
 def describe_failure(failure: it.Failure, *, max_steps: int = 40) -> str:
