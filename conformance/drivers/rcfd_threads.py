@@ -37,6 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Literal
 
 import rcfd
@@ -145,65 +146,6 @@ class Worker(threading.Thread):
                 self.levels.pop()
 
 
-class CloseFunc:
-    """close_func as init's argument says: "ok", "raises" or "pauses"."""
-
-    def __init__(self, owner: RcfdThreads, does: str) -> None:
-        self.owner = owner
-        self.does = does
-        # "pauses" keeps a reference to its FD (a reference cycle through
-        # FD._close_func), so that the finalizer's run can reach it again.
-        self.fd = owner.fd if does == "pauses" else None
-
-    def __call__(self, rawfd: int) -> None:
-        owner = self.owner
-        if rawfd != owner.rawfd:  # a dup's copy, closed by the command that made it
-            os.close(rawfd)
-            return
-        if self.fd is not None and owner.fd is None:
-            owner.reach(self.fd)  # run by the finalizer: reachable again
-        with owner.fd_lock:
-            fd = owner.fd
-            if fd is not None and (fd.borrow_count or fd.state is not rcfd.State.CLOSING):
-                owner.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
-            del fd
-        owner.close_func_calls += 1
-        owner.history.log("close_func", f"rawfd={rawfd}")
-        raises = self.does == "raises"
-        if self.does == "pauses":
-            raises = owner.pause("close_func") == "raise"
-        if owner.raw_closed:
-            owner.anomaly("close_func ran on a number already closed")
-        else:
-            os.close(rawfd)
-            owner.raw_closed = True
-        error = CloseFuncError(errno.EIO, "close_func failed (as the trace asked)")
-        owner.history.log("close_func_end", f"raised {label(error)}" if raises else "")
-        if raises:
-            raise error
-
-
-class OnClosing:
-    def __init__(self, owner: RcfdThreads, pauses: bool) -> None:
-        self.owner = owner
-        self.pauses = pauses
-
-    def __call__(self, rawfd: int) -> None:
-        owner = self.owner
-        with owner.fd_lock:
-            fd = owner.fd
-            if fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count:
-                owner.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
-            del fd
-        owner.on_closing_calls += 1
-        owner.history.log("on_closing", f"rawfd={rawfd}")
-        error = OnClosingError("on_closing failed (as the trace asked)")
-        raises = self.pauses and owner.pause("on_closing") == "raise"
-        owner.history.log("on_closing_end", f"raised {label(error)}" if raises else "")
-        if raises:
-            raise error
-
-
 class RcfdThreads:
     """The production side: FD, eventfd, registry, logical threads, warnings."""
 
@@ -251,9 +193,50 @@ class RcfdThreads:
         self.report(Report("paused", thread=worker.index, result=callback))
         return worker.serve("end_callback")
 
-    def reach(self, fd: rcfd.FD) -> None:
+    # -- the callbacks ---------------------------------------------------------
+
+    def close_func(self, does: str, keep: rcfd.FD | None, rawfd: int) -> None:
+        """close_func as init's argument says ("ok", "raises" or "pauses"). A
+        pausing one keeps its FD (`keep`: a reference cycle through
+        FD._close_func), so that the finalizer's run can reach it again."""
+        if rawfd != self.rawfd:  # a dup's copy, closed by the command that made it
+            os.close(rawfd)
+            return
         with self.fd_lock:
-            self.fd = fd
+            if keep is not None and self.fd is None:
+                self.fd = keep  # run by the finalizer: reachable again
+            fd = self.fd
+            if fd is not None and (fd.borrow_count or fd.state is not rcfd.State.CLOSING):
+                self.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
+            del fd
+        self.close_func_calls += 1
+        self.history.log("close_func", f"rawfd={rawfd}")
+        raises = does == "raises"
+        if does == "pauses":
+            raises = self.pause("close_func") == "raise"
+        if self.raw_closed:
+            self.anomaly("close_func ran on a number already closed")
+        else:
+            os.close(rawfd)
+            self.raw_closed = True
+        error = CloseFuncError(errno.EIO, "close_func failed (as the trace asked)")
+        self.history.log("close_func_end", f"raised {label(error)}" if raises else "")
+        if raises:
+            raise error
+
+    def on_closing(self, pauses: bool, rawfd: int) -> None:
+        with self.fd_lock:
+            fd = self.fd
+            if fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count:
+                self.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
+            del fd
+        self.on_closing_calls += 1
+        self.history.log("on_closing", f"rawfd={rawfd}")
+        error = OnClosingError("on_closing failed (as the trace asked)")
+        raises = pauses and self.pause("on_closing") == "raise"
+        self.history.log("on_closing_end", f"raised {label(error)}" if raises else "")
+        if raises:
+            raise error
 
     # -- commands ----------------------------------------------------------
 
@@ -276,8 +259,10 @@ class RcfdThreads:
             fd = self.fd
         assert fd is not None, "a command for a dropped FD"
         if call == "init":
-            close_func = CloseFunc(self, arg if arg in ("raises", "pauses") else "ok")
-            fd.init(self.rawfd, close_func, on_closing=OnClosing(self, arg == "on_closing_pauses"))
+            does = arg if arg in ("raises", "pauses") else "ok"
+            close_func = partial(self.close_func, does, fd if does == "pauses" else None)
+            on_closing = partial(self.on_closing, arg == "on_closing_pauses")
+            fd.init(self.rawfd, close_func, on_closing=on_closing)
             return OK
         if call == "track_lifetime":
             fd.track_lifetime(self.registry)
