@@ -361,6 +361,9 @@ class RcfdThreads:
                 closing = fd._closer
                 waiting = 0 if closing is None else closing.waiting_closers()
             del fd
+        said = [ev.detail for ev in list(self.history.events) if ev.what == "warning"]
+        unclosed = f"ResourceWarning: unclosed <rcfd.FD OPEN fd={self.rawfd} "
+        failed = "RuntimeWarning: rcfd: close_func raised"
         return {
             "state": state,
             "borrows": borrows,
@@ -368,20 +371,9 @@ class RcfdThreads:
             "on_closing_calls": self.on_closing_calls,
             "closers_waiting": waiting,
             "registry": {k: getattr(stats, k) for k in (*COUNTS, "in_flight")},
-            "resource_warnings": self._count(
-                ResourceWarning, f"unclosed <rcfd.FD OPEN fd={self.rawfd} "
-            ),
-            "runtime_warnings": self._count(RuntimeWarning, "rcfd: close_func raised"),
+            "resource_warnings": sum(1 for w in said if w.startswith(unclosed)),
+            "runtime_warnings": sum(1 for w in said if w.startswith(failed)),
         }
-
-    def _count(self, category: type[Warning], prefix: str) -> int:
-        """The warnings of `category` whose message starts with `prefix`."""
-        said = f"{category.__name__}: {prefix}"
-        return sum(
-            1
-            for ev in list(self.history.events)
-            if ev.what == "warning" and ev.detail.startswith(said)
-        )
 
     # -- teardown ----------------------------------------------------------
 
