@@ -191,6 +191,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("release_held", ""),
     "copy": ("copy", ""),
     "fork": ("fork", ""),
+    "drop": ("drop", ""),
 }
 ENDS = ("return", "raise", "interrupt")
 
@@ -404,8 +405,6 @@ class _Replayer(RcfdThreads):
             self.command(index, "close", timeout, settle=SETTLE)
         elif step.action == "init":
             self.command(index, "init", self.scenario.close_func, settle=SETTLE)
-        elif step.action == "drop":
-            self.command(index, "drop", "", settle=self.wait)
         else:
             self.command(index, *COMMANDS[step.action], settle=self.wait)
 
