@@ -38,7 +38,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TextIO
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,6 @@ class History:
         self.on_closing = on_closing
         self.lock: contextlib.AbstractContextManager[object] = threading.RLock()
         self.observe: Callable[[], tuple[str, int]] | None = None
-        self.clock: Callable[[], float] = time.monotonic
 
     def who(self, tid: int | None = None) -> str:
         return self.names.get(threading.get_ident() if tid is None else tid, "gc")
@@ -76,22 +74,10 @@ class History:
         with self.lock:
             state, borrows = self.observe() if self.observe is not None else ("", -1)
             name = self.who() if who is None else who
-            self.events.append(Event(name, what, detail, state, borrows, self.clock()))
+            self.events.append(Event(name, what, detail, state, borrows, time.monotonic()))
 
-    def timeline(self, start: int = 0) -> str:
-        return "\n".join(ev.line(i) for i, ev in enumerate(self.events) if i >= start)
-
-    def warned(
-        self,
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: TextIO | None = None,
-        line: str | None = None,
-    ) -> None:
-        """warnings.showwarning for a run: a warning is an event."""
-        self.log("warning", f"{category.__name__}: {message}")
+    def timeline(self) -> str:
+        return "\n".join(ev.line(i) for i, ev in enumerate(self.events))
 
 
 @contextlib.contextmanager
@@ -99,5 +85,7 @@ def warnings_logged(history: History) -> Iterator[None]:
     """Every warning of the block, whichever thread warns, is an event of `history`."""
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = history.warned
+        warnings.showwarning = lambda message, category, *_: history.log(
+            "warning", f"{category.__name__}: {message}"
+        )
         yield

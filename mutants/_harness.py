@@ -1,42 +1,32 @@
 """Replay a small scenario against whatever `rcfd` is importable, one step at a time.
 
-Each logical thread (T1, T2, ...) is a worker of conformance.drivers.rcfd_threads,
-the driver that model vs production and the conformance runner use: a real
-thread that serves a queue of commands, inside a borrow's fn and inside a
-paused close_func as well, so a nested borrow, a close inside a borrow or a
-call from inside close_func happens where it should. The driver issues one
-step, waits (bounded) until that thread visibly got somewhere (its call
-returned, fn was entered, a callback or a preemption paused it) and goes on;
-a call that may block for good (a close, an init) gets SETTLE, then is shown
-waiting. At the end every borrow and callback is ended, every call must
-return within WAIT, and the whole History is checked by
-model.guarantees.history_violations, the checker the interleavings use: rcfd's
-seam (conformance.drivers.rcfd_seam) logs each borrow, the freeze and the
-finish, and every event carries the FD's state and count, read under the
-seam's lock. The timeline `make explain` prints is that history, one row per
-step. Every check is sound for a correct FD under any timing, so the same
-replays serve as tests (tests/test_mutation_kills.py) and as explanations.
+Each logical thread (T1, T2, ...) is a worker of conformance.drivers.rcfd_threads
+(the driver of model vs production and of the conformance runner), which
+serves its queue inside a borrow's fn and a paused close_func too, so a nested
+borrow or a call from inside close_func happens where it should. The driver
+issues one step and waits (bounded) until that thread visibly got somewhere
+(its call returned, fn was entered, a callback or a pause stopped it); a call
+that may block for good (a close, an init) gets SETTLE, then is shown waiting.
+At the end every borrow and callback is ended, every call must return within
+WAIT, and model.guarantees.history_violations, the interleavings' checker,
+checks the History that rcfd's seam (conformance.drivers.rcfd_seam) and the
+workers logged. `make explain` prints it, one row per step. Every check is
+sound for a correct FD under any timing, so the replays serve as tests
+(tests/test_mutation_kills.py) and as explanations.
 
-A step may preempt its thread where check-then-act bugs live (Step.pause):
-right before a borrow's insert ("before-insert"), between a release's
-tombstone and its locked decision ("before-lock"; on the no-GIL path also
-"before-decide", as that decision starts), inside init past its check
-("in-init", where the registry records the init), until a `resume` step; or
-run the collector inside the next locked step ("collect-in-lock").
-
-A step may instead interrupt its thread at one of those check points
-(Step.interrupt): the seam's point raises an FnInterrupt there, once, as a
-signal handler's KeyboardInterrupt would (specs/cpython.md, "Signals"). Only
-where the path has such a check point: on the GIL path a borrow's insert is
-one C call, so "before-insert" and "before-decide" exist on the no-GIL path
-only (there the lock's `with` gives an interrupt a check point before the
-insert, and another as the release's locked step ends), and a step that asks
-for one on the GIL path is noted and not interrupted. An interrupt that was
-asked for and never happened is itself a violation: the scenario would not
-test what it says. The interrupt is logged (an `interrupt` event), and the
-checker holds the interrupted call to it: that call must end with it
-(err:FnInterrupt, its own error, as a signal handler's KeyboardInterrupt
-is), whatever rcfd's recovery did on the way.
+A step may stop its thread at one of the seam's check points (Step.pause:
+"before-insert", "before-lock", "before-decide", the seam names them; or
+"in-init", inside init past its check, where the registry records the init)
+until a `resume` step; or run the collector inside the next locked step
+("collect-in-lock"). Or it may raise an FnInterrupt there, once
+(Step.interrupt), as a signal handler's KeyboardInterrupt would
+(specs/cpython.md, "Signals"). On the GIL path a borrow's insert and a
+release's decision come with no check point before them, so an interrupt
+there, and a pause "before-decide", exist on the no-GIL path only: asked for
+on the GIL path, they are noted and not done. An interrupt asked for that
+never happened is a violation (the scenario would not test what it says);
+one that happened is an `interrupt` event, and the checker holds the
+interrupted call to end with it (err:FnInterrupt).
 """
 
 from __future__ import annotations
@@ -57,13 +47,7 @@ from typing import Literal
 
 import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
-from conformance.drivers.rcfd_threads import (
-    FnInterrupt,
-    RcfdThreads,
-    Worker,
-    counts,
-    label,
-)
+from conformance.drivers.rcfd_threads import FnInterrupt, RcfdThreads, Worker, counts, label
 from conformance.replay import Report
 from model.guarantees import RESULTS, Run, history_violations
 from model.vocabulary import OK
@@ -175,15 +159,13 @@ def replay(scenario: Scenario, *, wait: float = WAIT) -> Replay:
     """Run `scenario` against the importable rcfd; the timeline and what broke."""
     enabled = gc.isenabled()
     gc.disable()  # the collector runs where a step says, and nowhere else
-    replayer = _Replayer(scenario, wait)
-    teardown = wait
+    replayer, broken = _Replayer(scenario, wait), False
     try:
         result = replayer.run()
-        if result.violations:
-            teardown = min(wait, BROKEN_TEARDOWN)
+        broken = bool(result.violations)
         return result
     finally:
-        replayer.shutdown(teardown)
+        replayer.shutdown(min(wait, BROKEN_TEARDOWN) if broken else wait)
         if enabled:
             gc.enable()
 
@@ -200,13 +182,6 @@ class _PausingRegistry(rcfd.LifetimeRegistry):
         super()._record_init(key, rawfd)
 
 
-class _Box:
-    """A reference cycle for an abandoned generator."""
-
-    def __init__(self, held: object) -> None:
-        self.held, self.me = held, self
-
-
 COMMANDS: dict[str, tuple[str, str]] = {
     "borrow": ("begin_borrow", "do"),
     "with": ("begin_borrow", "borrow"),
@@ -216,6 +191,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "release": ("release_held", ""),
     "copy": ("copy", ""),
     "fork": ("fork", ""),
+    "drop": ("drop", ""),
 }
 ENDS = ("return", "raise", "interrupt")
 
@@ -375,7 +351,8 @@ class _Replayer(RcfdThreads):
         index = int(name[1:])
         if step.action == "abandon":
             for held in self.held:
-                _Box(held)  # a cycle only the collector can break (it is disabled)
+                cycle: list[object] = [held]
+                cycle.append(cycle)  # only the collector can break it (it is disabled)
             self.held = []
             self.note("harness", "(the held generators are cyclic garbage now)")
             return
@@ -428,8 +405,6 @@ class _Replayer(RcfdThreads):
             self.command(index, "close", timeout, settle=SETTLE)
         elif step.action == "init":
             self.command(index, "init", self.scenario.close_func, settle=SETTLE)
-        elif step.action == "drop":
-            self.command(index, "drop", "", settle=self.wait)
         else:
             self.command(index, *COMMANDS[step.action], settle=self.wait)
 
@@ -493,10 +468,9 @@ class _Replayer(RcfdThreads):
         )
         mine, other = (self.other_registry, self.registry) if tracked else (
             self.registry, self.other_registry)  # fmt: skip
-        for name, registry in (("main", mine), ("other", other)):
-            stack = f" stack={'yes' if self.stack else 'no'}" if not self.scenario.uninit else ""
-            said = f"{name}: {counts(registry.fd_stats())}{stack if name == 'main' else ''}"
-            self.history.log("registry", said)
+        stack = "" if self.scenario.uninit else f" stack={'yes' if self.stack else 'no'}"
+        self.history.log("registry", f"main: {counts(mine.fd_stats())}{stack}")
+        self.history.log("registry", f"other: {counts(other.fd_stats())}")
 
     def row(self, step: int, start: int, end: int) -> Row:
         cells: dict[str, list[str]] = {}

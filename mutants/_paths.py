@@ -9,22 +9,21 @@ piece of code is decided here from the code, never from a mutant's result.
 
 Two kinds of code belong to one path only:
 
-- a branch of an `if` whose test reads the switch (`if _nogil.ENABLED:`,
-  `if not _nogil.ENABLED:`, `if x and _nogil.ENABLED: ... elif x: ...`),
-  evaluated with the switch set each way; a branch after a test that failed
-  knows what failed (past `if x and _nogil.ENABLED` on the no-GIL path, x is
-  false, so `elif x:` never runs there);
-- a function that only such code reaches: a private method (`_release`), or
-  any function of rcfd/_nogil.py (rcfd/_fd.py binds FD.do and Borrow's
-  methods from it, rcfd/_closing.py imports its release), is live on a path
-  if some reference to it (`.name`; for rcfd/_nogil.py's functions
-  `_nogil.name`, or `name` in that module or one that imports it from there)
-  sits in code that path runs. References are matched by name, so an
-  unrelated attribute of the same name keeps a function live on both paths:
-  the analysis can take one path's code for shared, not the other way round.
-  Only rcfd/_nogil.py's functions need their module named (`_nogil.do`, not
-  `self.do`: FD has methods of the same names), and a reference rcfd makes
-  some other way (getattr with a string) would be missed: there is none.
+- a branch of an `if` that no values of its tests reach with the switch set
+  that way: the tests of the `if`s around it and of the `elif`s before it,
+  each taken as a boolean of its operands (`and`, `or`, `not` of tests that
+  may be anything, `_nogil.ENABLED` fixed), so that past
+  `if x and _nogil.ENABLED:` on the no-GIL path, `elif x:` never runs;
+- a function (not nested in another) that only such code reaches: a private
+  method (`_release`), or any function of rcfd/_nogil.py (rcfd/_fd.py binds
+  FD.do and Borrow's methods from it, rcfd/_closing.py imports its release),
+  is live on a path if a reference to it (`.name`; for rcfd/_nogil.py's
+  functions `_nogil.name` or a bare `name`, since FD has methods of the same
+  names) sits in code that path runs, outside the function itself. Matched by
+  name, so an unrelated attribute of the same name keeps a function live on
+  both paths: the analysis can take one path's code for shared, not the other
+  way round. A reference made some other way (getattr with a string) would be
+  missed: rcfd makes none.
 
 Every other function (a public method, a dunder, a decorated function such
 as a pytest fixture, a public function of another module) is an entry
@@ -36,6 +35,7 @@ that neither path runs would be a mistake of this analysis (or dead code):
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +49,9 @@ NAMES = {"gil": "the GIL path", "nogil": "the no-GIL path"}
 SWITCH = "_nogil.ENABLED"  # how rcfd's modules spell it; rcfd/_nogil.py itself says ENABLED
 BOUND_BY_REFERENCE = "rcfd/_nogil.py"  # its functions are reached only by reference
 
+# A branch's conditions: each test around it, and what it came out.
+Conditions = tuple[tuple[ast.expr, bool], ...]
+
 
 @dataclass(frozen=True)
 class Function:
@@ -57,7 +60,6 @@ class Function:
     name: str
     first: int  # its first line (decorators included) and last line
     last: int
-    parent: str  # the qualname of the function it is nested in, "" if none
     module_level: bool
     decorated: bool  # a decorator may register it (a pytest fixture): an entry point
 
@@ -69,14 +71,11 @@ class Function:
             return True
         return self.name.startswith("_") and not self.name.startswith("__")
 
-
-@dataclass(frozen=True)
-class Reference:
-    file: str
-    line: int
-    name: str  # the attribute's or the name's
-    module: str  # `_nogil` for `_nogil.name`; "" for a bare name or another attribute
-    bare: bool  # a Name, not an Attribute
+    def referenced_by(self, spelled: str) -> bool:
+        """Whether a name as spelled (`name`, `_nogil.name`, `x.name`, `.name`) is this one."""
+        if self.file == BOUND_BY_REFERENCE and self.module_level:
+            return spelled in (self.name, f"_nogil.{self.name}")
+        return spelled.rpartition(".")[2] == self.name
 
 
 class Analysis:
@@ -84,18 +83,55 @@ class Analysis:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.trees: dict[str, ast.Module] = {}
-        for source in sorted((root / "rcfd").glob("*.py")):
-            rel = source.relative_to(root).as_posix()
-            self.trees[rel] = ast.parse(source.read_text(), filename=rel)
-        self.functions = [f for rel, tree in self.trees.items() for f in _functions(rel, tree)]
-        self.references = [r for rel, tree in self.trees.items() for r in _references(rel, tree)]
-        self.imported = {rel: _imported_from_nogil(tree) for rel, tree in self.trees.items()}
-        # path -> file -> lines that path never runs; path -> qualnames of dead functions
+        trees = {
+            source.relative_to(root).as_posix(): ast.parse(source.read_text())
+            for source in sorted((root / "rcfd").glob("*.py"))
+        }
+        self.functions = [f for rel, tree in trees.items() for f in _functions(rel, tree)]
+        # (file, line, the name as spelled) of every name and attribute
+        self.references = [
+            (rel, node.lineno, _spelled(node))
+            for rel, tree in trees.items()
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Name | ast.Attribute)
+        ]
+        # path -> file -> lines that path never runs; path -> the functions it never runs
         self.dead: dict[str, dict[str, set[int]]] = {}
         self.dead_functions: dict[str, list[Function]] = {}
         for path in PATHS:
-            self._analyse(path)
+            dead = {rel: set[int]() for rel in trees}
+            for rel, tree in trees.items():
+                switch = (SWITCH, "ENABLED") if rel == BOUND_BY_REFERENCE else (SWITCH,)
+                _walk(tree.body, (), dict.fromkeys(switch, path == "nogil"), dead[rel])
+            live = self._live(dead)
+            self.dead_functions[path] = [f for f in self.functions if f not in live]
+            for f in self.dead_functions[path]:
+                dead[f.file].update(range(f.first, f.last + 1))
+            self.dead[path] = dead
+
+    def _live(self, dead: dict[str, set[int]]) -> set[Function]:
+        """The functions run, given the lines of dead branches: the entry points,
+        then (until none is added) each function a live reference reaches."""
+        live: set[Function] = set()
+
+        def runs(file: str, line: int) -> bool:
+            around = _enclosing(self.functions, file, line)
+            return line not in dead[file] and (around is None or around in live)
+
+        changed = True
+        while changed:
+            changed = False
+            for f in self.functions:
+                if f in live or f.first in dead[f.file]:
+                    continue
+                if not f.by_reference() or any(
+                    f.referenced_by(spelled) and runs(file, line)
+                    and not (file == f.file and f.first <= line <= f.last)
+                    for file, line, spelled in self.references
+                ):  # fmt: skip
+                    live.add(f)
+                    changed = True
+        return live
 
     def dead_on_both(self) -> list[str]:
         """Functions neither path runs (each a mistake here, or dead code)."""
@@ -116,103 +152,46 @@ class Analysis:
         around = _enclosing(self.functions, file, line)
         return f"a branch of {module}.{around.qualname if around else 'module level'}"
 
-    # -- the analysis -----------------------------------------------------------
-
-    def _analyse(self, path: str) -> None:
-        enabled = path == "nogil"
-        dead: dict[str, set[int]] = {}
-        for rel, tree in self.trees.items():
-            facts = {SWITCH: enabled, **({"ENABLED": enabled} if rel == BOUND_BY_REFERENCE else {})}
-            lines: set[int] = set()
-            _walk(tree.body, facts, lines)
-            dead[rel] = lines
-        # Functions: entry points are live unless their lines are dead; a
-        # function reached by reference is live once a live reference reaches it.
-        live: set[str] = set()
-
-        def key(f: Function) -> str:
-            return f"{f.file}:{f.qualname}"
-
-        by_key = {key(f): f for f in self.functions}
-
-        def line_live(file: str, line: int) -> bool:
-            if line in dead[file]:
-                return False
-            inner = _enclosing(self.functions, file, line)
-            return inner is None or key(inner) in live
-
-        changed = True
-        while changed:
-            changed = False
-            for f in self.functions:
-                if key(f) in live or f.first in dead[f.file]:
-                    continue
-                parent = by_key.get(f"{f.file}:{f.parent}") if f.parent else None
-                if parent is not None and key(parent) not in live:
-                    continue
-                if not f.by_reference() or any(
-                    line_live(r.file, r.line)
-                    and not (r.file == f.file and f.first <= r.line <= f.last)
-                    for r in self._references_to(f)
-                ):
-                    live.add(key(f))
-                    changed = True
-        self.dead_functions[path] = [f for f in self.functions if key(f) not in live]
-        for f in self.dead_functions[path]:
-            dead[f.file].update(range(f.first, f.last + 1))
-        self.dead[path] = dead
-
-    def _references_to(self, f: Function) -> Iterator[Reference]:
-        for r in self.references:
-            if r.name != f.name:
-                continue
-            if f.file != BOUND_BY_REFERENCE or not f.module_level:
-                yield r  # any `name` or `.name`, anywhere in rcfd/
-            elif r.module == "_nogil" or (
-                r.bare and (r.file == f.file or f.name in self.imported[r.file])
-            ):
-                yield r
-
 
 def _enclosing(functions: list[Function], file: str, line: int) -> Function | None:
-    """The innermost of `functions` around that line, if any."""
-    around = [f for f in functions if f.file == file and f.first <= line <= f.last]
-    return max(around, key=lambda f: f.first) if around else None
+    """The one of `functions` around that line, if any."""
+    return next((f for f in functions if f.file == file and f.first <= line <= f.last), None)
 
 
-def _value(test: ast.expr, facts: dict[str, bool]) -> bool | None:
-    """The test's value from what is known (None: it depends on the run)."""
-    known = facts.get(ast.unparse(test))
-    if known is not None:
-        return known
+def _spelled(node: ast.Name | ast.Attribute) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    return f"{node.value.id if isinstance(node.value, ast.Name) else ''}.{node.attr}"
+
+
+def _atoms(test: ast.expr) -> Iterator[str]:
+    """The operands of `test`'s and, or and not (as written)."""
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        inner = _value(test.operand, facts)
-        return None if inner is None else not inner
-    if isinstance(test, ast.BoolOp):
-        values = [_value(v, facts) for v in test.values]
-        decisive, other = (False, True) if isinstance(test.op, ast.And) else (True, False)
-        if decisive in values:
-            return decisive
-        if all(v is other for v in values):
-            return other
-    return None
+        yield from _atoms(test.operand)
+    elif isinstance(test, ast.BoolOp):
+        for value in test.values:
+            yield from _atoms(value)
+    else:
+        yield ast.unparse(test)
 
 
-def _learn(test: ast.expr, outcome: bool, facts: dict[str, bool]) -> dict[str, bool]:
-    """What holds inside the branch where `test` came out `outcome`."""
-    new = {**facts, ast.unparse(test): outcome}
+def _value(test: ast.expr, atoms: dict[str, bool]) -> bool:
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
-        return _learn(test.operand, not outcome, new)
+        return not _value(test.operand, atoms)
     if isinstance(test, ast.BoolOp):
-        decisive = not isinstance(test.op, ast.And)  # a true `or`, a false `and`, decides
-        if outcome != decisive:  # every operand came out not decisive
-            for value in test.values:
-                new = _learn(value, outcome, new)
-        else:  # one operand decided: if all others are known not to, it is that one
-            unknown = [v for v in test.values if _value(v, new) is not (not decisive)]
-            if len(unknown) == 1:
-                new = _learn(unknown[0], decisive, new)
-    return new
+        values = [_value(v, atoms) for v in test.values]
+        return all(values) if isinstance(test.op, ast.And) else any(values)
+    return atoms[ast.unparse(test)]
+
+
+def _reachable(conditions: Conditions, known: dict[str, bool]) -> bool:
+    """Whether some values of the unknown operands meet every condition."""
+    unknown = sorted({a for test, _ in conditions for a in _atoms(test)} - known.keys())
+    return any(
+        all(_value(test, {**known, **dict(zip(unknown, values, strict=True))}) is outcome
+            for test, outcome in conditions)
+        for values in itertools.product((False, True), repeat=len(unknown))
+    )  # fmt: skip
 
 
 def _first_line(stmt: ast.stmt) -> int:
@@ -220,72 +199,35 @@ def _first_line(stmt: ast.stmt) -> int:
     return min([d.lineno for d in decorators] + [stmt.lineno])
 
 
-def _span(body: list[ast.stmt]) -> range:
-    first = min(_first_line(s) for s in body)
-    last = max(s.end_lineno or s.lineno for s in body)
-    return range(first, last + 1)
-
-
-def _walk(body: list[ast.stmt], facts: dict[str, bool], dead: set[int]) -> None:
+def _walk(body: list[ast.stmt], around: Conditions, known: dict[str, bool], dead: set[int]) -> None:
     for stmt in body:
-        if isinstance(stmt, ast.If):
-            value = _value(stmt.test, facts)
-            if value is False:
-                dead.update(_span(stmt.body))
-            else:
-                _walk(stmt.body, _learn(stmt.test, True, facts), dead)
-            if value is True and stmt.orelse:
-                dead.update(_span(stmt.orelse))
-            elif stmt.orelse:
-                _walk(stmt.orelse, _learn(stmt.test, False, facts), dead)
+        if isinstance(stmt, ast.If):  # an elif is an If alone in its orelse
+            for branch, outcome in ((stmt.body, True), (stmt.orelse, False)):
+                inside = (*around, (stmt.test, outcome))
+                if branch and not _reachable(inside, known):
+                    first = min(_first_line(s) for s in branch)
+                    dead.update(range(first, max(s.end_lineno or s.lineno for s in branch) + 1))
+                elif branch:
+                    _walk(branch, inside, known, dead)
             continue
         for field in ("body", "orelse", "finalbody", "handlers", "cases"):
-            inner = getattr(stmt, field, None)
-            if not isinstance(inner, list):
-                continue
-            for item in inner:
-                if isinstance(item, ast.stmt):
-                    _walk([item], facts, dead)
-                elif isinstance(item, ast.ExceptHandler | ast.match_case):
-                    _walk(item.body, facts, dead)
+            for item in getattr(stmt, field, ()):
+                inner = isinstance(item, ast.ExceptHandler | ast.match_case)
+                _walk(item.body if inner else [item], around, known, dead)
 
 
-def _functions(rel: str, tree: ast.Module) -> Iterator[Function]:
-    def visit(node: ast.AST, prefix: str, parent: str, module_level: bool) -> Iterator[Function]:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                qualname = f"{prefix}{child.name}"
-                first = _first_line(child)
-                last = child.end_lineno or child.lineno
-                yield Function(
-                    rel, qualname, child.name, first, last, parent, module_level,
-                    bool(child.decorator_list),
-                )  # fmt: skip
-                yield from visit(child, f"{qualname}.", qualname, False)
-            elif isinstance(child, ast.ClassDef):
-                yield from visit(child, f"{prefix}{child.name}.", parent, False)
-            else:
-                yield from visit(child, prefix, parent, module_level)
-
-    return visit(tree, "", "", True)
-
-
-def _references(rel: str, tree: ast.Module) -> Iterator[Reference]:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute):
-            module = node.value.id if isinstance(node.value, ast.Name) else ""
-            yield Reference(rel, node.lineno, node.attr, module, False)
-        elif isinstance(node, ast.Name):
-            yield Reference(rel, node.lineno, node.id, "", True)
-
-
-def _imported_from_nogil(tree: ast.Module) -> set[str]:
-    return {
-        alias.asname or alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module == "rcfd._nogil"
-        for alias in node.names
-    }
+def _functions(rel: str, node: ast.AST, prefix: str = "") -> Iterator[Function]:
+    """The functions of a module and of its classes (not those nested in a function)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield Function(
+                rel, f"{prefix}{child.name}", child.name, _first_line(child),
+                child.end_lineno or child.lineno, not prefix, bool(child.decorator_list),
+            )  # fmt: skip
+        elif isinstance(child, ast.ClassDef):
+            yield from _functions(rel, child, f"{prefix}{child.name}.")
+        else:
+            yield from _functions(rel, child, prefix)
 
 
 def patched_lines(mutant: Mutant, root: Path) -> list[tuple[str, int, int]]:

@@ -4,43 +4,34 @@ rcfd/_fd.py documents two hooks for verification harnesses: `Holders`, the
 factory of the array of borrowing threads an FD gets at init, and
 `CloseRecord`, the Closing class that close, aclose, detach and the finalizer
 use. `installed(seam)` replaces both for the length of a block, so that every
-FD initialized in it logs, to `seam.history`:
-
-  hold / unhold   each borrow counted (an insert, or the closer's own `+=`)
-                  and given back (a remove, or a tombstone once frozen), named
-                  by the borrowing thread; a refused insert raises before it
-                  logs, exactly as the array refuses before it changes;
-  holders         init made its holders: it got past its state check;
-  freeze          a close froze the holders ("not frozen" if the export it
-                  kept does not in fact refuse an insert);
-  finish          the close finished (CLOSED), with how.
+FD initialized in it logs to `seam.history` (model.history names the events):
+each borrow counted (hold: an insert, or the closer's own `+=`) and given back
+(unhold: a remove, or a tombstone once frozen), named by the borrowing thread
+(a refused insert raises before it logs, as the array refuses before it
+changes); init's holders (it got past its state check); the freeze ("not
+frozen" if the export it kept does not refuse an insert); the finish.
 
 Each change and its log line are one step under `history.lock` (which
 `History.log` also takes to observe the FD), so the count a line shows is the
 count of the log up to it. The FD's code is untouched: the arrays are
 array("L") subclasses whose changes go through the base class, and the close
 record is a Closing whose methods are Closing's. `seam.pause(where)` is
-called where a harness may preempt the calling thread: "before-insert" (a
-borrow's entry: on the GIL path it takes no lock; on the no-GIL path it is
-under the FD's lock, right after the lock's `with` began), "before-lock" (a
-release after the freeze, between its tombstone and its locked decision, as
-Closing.release starts), "before-decide" (the no-GIL path only: a release
-past its recorded tombstone, as its decision (`_nogil._decide`) starts, where
-the lock's `with` ending and each return are check points; the GIL path
-writes the tombstone and calls Closing.release with none between) and
-"in-lock" (inside a locked step, as it counts the caller's borrows: where
-CPython may run the collector, and with it finalizers that release borrows).
-A harness may also raise there: the interrupt a signal handler raises at that
-check point.
+called where a harness may preempt the calling thread, or raise there the
+interrupt a signal handler would: "before-insert" (a borrow's entry; on the
+no-GIL path under the FD's lock, right after the lock's `with` began),
+"before-lock" (a release after the freeze, between its tombstone and its
+locked decision, as Closing.release starts), "before-decide" (the no-GIL path
+only: a release past its recorded tombstone, as `_nogil._decide` starts; the
+GIL path calls Closing.release right after the tombstone, with no check point
+between) and "in-lock" (inside a locked step, as it counts the caller's
+borrows: where CPython may run the collector, and finalizers that release).
 
-On the no-GIL path (rcfd._nogil.ENABLED) the seam also checks what that path
-is for: no C call on the holders is atomic there, so the FD's lock must order
-every change of them. A thread between "before-insert" and its insert's
-effect is inside that insert; a change of the holders, the tombstones or the
-freeze by another thread meanwhile is a race the lock was meant to prevent
-(without a GIL the insert can count a borrow after the close froze the
-holders and counted zero), logged as an anomaly. With the lock held across
-the insert, as rcfd takes it, no other thread can get there.
+On the no-GIL path (rcfd._nogil.ENABLED) no C call on the holders is atomic,
+so the FD's lock must order every change of them: a change of the holders,
+the tombstones or the freeze by another thread while one is inside an insert
+(between "before-insert" and its effect) is a race the lock was meant to
+prevent (the insert could count a borrow after the close froze the holders
+and counted zero), logged as an anomaly.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Generator
+from functools import partial
 from typing import Literal
 
 import rcfd
@@ -72,32 +73,28 @@ class OnClosingError(Exception):
     """What on_closing raises for end_callback(raise)."""
 
 
-class _Returned:
-    """The value every fn returns, so do() can be seen to pass it through."""
+FN_VALUE = object()  # what every fn returns, so do() can be seen to pass it through
 
-
-FN_VALUE = _Returned()
+# Exceptions in the traces' vocabulary; subclasses first.
+LABELS: dict[type[BaseException] | tuple[type[BaseException], ...], str] = {
+    rcfd.CloseInsideBorrowError: "err:CloseInsideBorrow",
+    rcfd.CloseInsideCloseFuncError: "err:CloseInsideCloseFunc",
+    rcfd.UninitializedFDError: "err:UninitializedFD",
+    rcfd.ClosedFDError: "err:ClosedFD",
+    rcfd.MultipleInitError: "err:MultipleInit",
+    TimeoutError: "err:Timeout",
+    FnError: "err:FnError",
+    FnInterrupt: "err:FnInterrupt",
+    CloseFuncError: "err:CloseFuncError",
+    OnClosingError: "err:OnClosingError",
+    (TypeError, ValueError): "err:InvalidArgument",
+}
 
 
 def label(exc: BaseException) -> str:
-    """An exception in the traces' vocabulary; subclasses first."""
-    labels: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
-        (rcfd.CloseInsideBorrowError, "err:CloseInsideBorrow"),
-        (rcfd.CloseInsideCloseFuncError, "err:CloseInsideCloseFunc"),
-        (rcfd.UninitializedFDError, "err:UninitializedFD"),
-        (rcfd.ClosedFDError, "err:ClosedFD"),
-        (rcfd.MultipleInitError, "err:MultipleInit"),
-        (TimeoutError, "err:Timeout"),
-        (FnError, "err:FnError"),
-        (FnInterrupt, "err:FnInterrupt"),
-        (CloseFuncError, "err:CloseFuncError"),
-        (OnClosingError, "err:OnClosingError"),
-        ((TypeError, ValueError), "err:InvalidArgument"),
-    ]
-    for kind, text in labels:
-        if isinstance(exc, kind):
-            return text
-    return f"err:unexpected {type(exc).__name__}: {exc}"
+    """An exception in the traces' vocabulary."""
+    found = (text for kind, text in LABELS.items() if isinstance(exc, kind))
+    return next(found, f"err:unexpected {type(exc).__name__}: {exc}")
 
 
 # (call id, command as (call, arg), a barrier to wait at first, for raced calls)
@@ -149,81 +146,19 @@ class Worker(threading.Thread):
                 self.levels.pop()
 
 
-class CloseFunc:
-    """close_func as init's argument says: "ok", "raises" or "pauses"."""
-
-    def __init__(self, owner: RcfdThreads, does: str) -> None:
-        self.owner = owner
-        self.does = does
-        # "pauses" keeps a reference to its FD (a reference cycle through
-        # FD._close_func), so that the finalizer's run can reach it again.
-        self.fd = owner.fd if does == "pauses" else None
-
-    def __call__(self, rawfd: int) -> None:
-        owner = self.owner
-        if rawfd != owner.rawfd:  # a dup's copy, closed by the command that made it
-            os.close(rawfd)
-            return
-        if self.fd is not None and owner.fd is None:
-            owner.reach(self.fd)  # run by the finalizer: reachable again
-        with owner.fd_lock:
-            fd = owner.fd
-            if fd is not None and (fd.borrow_count or fd.state is not rcfd.State.CLOSING):
-                owner.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
-            del fd
-        owner.close_func_calls += 1
-        owner.history.log("close_func", f"rawfd={rawfd}")
-        raises = self.does == "raises"
-        if self.does == "pauses":
-            raises = owner.pause("close_func") == "raise"
-        if owner.raw_closed:
-            owner.anomaly("close_func ran on a number already closed")
-        else:
-            os.close(rawfd)
-            owner.raw_closed = True
-        error = CloseFuncError(errno.EIO, "close_func failed (as the trace asked)")
-        owner.history.log("close_func_end", f"raised {label(error)}" if raises else "")
-        if raises:
-            raise error
-
-
-class OnClosing:
-    def __init__(self, owner: RcfdThreads, pauses: bool) -> None:
-        self.owner = owner
-        self.pauses = pauses
-
-    def __call__(self, rawfd: int) -> None:
-        owner = self.owner
-        with owner.fd_lock:
-            fd = owner.fd
-            if fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count:
-                owner.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
-            del fd
-        owner.on_closing_calls += 1
-        owner.history.log("on_closing", f"rawfd={rawfd}")
-        error = OnClosingError("on_closing failed (as the trace asked)")
-        raises = self.pauses and owner.pause("on_closing") == "raise"
-        owner.history.log("on_closing_end", f"raised {label(error)}" if raises else "")
-        if raises:
-            raise error
-
-
 class RcfdThreads:
     """The production side: FD, eventfd, registry, logical threads, warnings."""
 
     def __init__(
-        self,
-        threads: int,
-        sink: Callable[[Report], None],
-        fd_class: type[rcfd.FD] = rcfd.FD,
+        self, threads: int, sink: Callable[[Report], None], fd_class: type[rcfd.FD] = rcfd.FD
     ) -> None:
-        """`sink` receives every report, from whichever thread makes it;
+        """`sink` (self.report) receives every report, from whichever thread makes it;
         `fd_class` is rcfd.FD, or a subclass that plants a bug."""
         self.registry = rcfd.LifetimeRegistry()
         self.rawfd = os.eventfd(0, os.EFD_CLOEXEC)
         self.fd_lock = threading.Lock()
         self.fd: rcfd.FD | None = fd_class()
-        self.sink = sink
+        self.report = sink
         self.held: list[Generator[int, None, None]] = []  # suspended generators holding borrows
         self.graveyard: list[rcfd.FD] = []  # finalized by hand: kept until shutdown
         self.close_func_calls = 0
@@ -245,11 +180,8 @@ class RcfdThreads:
 
     # -- reports -----------------------------------------------------------
 
-    def report(self, report: Report) -> None:
-        self.sink(report)
-
     def anomaly(self, what: str) -> None:
-        self.sink(Report("anomaly", result=what))
+        self.report(Report("anomaly", result=what))
 
     def pause(self, callback: str) -> str:
         """Pause the running callback: its thread takes calls until
@@ -261,9 +193,50 @@ class RcfdThreads:
         self.report(Report("paused", thread=worker.index, result=callback))
         return worker.serve("end_callback")
 
-    def reach(self, fd: rcfd.FD) -> None:
+    # -- the callbacks ---------------------------------------------------------
+
+    def close_func(self, does: str, keep: rcfd.FD | None, rawfd: int) -> None:
+        """close_func as init's argument says ("ok", "raises" or "pauses"). A
+        pausing one keeps its FD (`keep`: a reference cycle through
+        FD._close_func), so that the finalizer's run can reach it again."""
+        if rawfd != self.rawfd:  # a dup's copy, closed by the command that made it
+            os.close(rawfd)
+            return
         with self.fd_lock:
-            self.fd = fd
+            if keep is not None and self.fd is None:
+                self.fd = keep  # run by the finalizer: reachable again
+            fd = self.fd
+            if fd is not None and (fd.borrow_count or fd.state is not rcfd.State.CLOSING):
+                self.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
+            del fd
+        self.close_func_calls += 1
+        self.history.log("close_func", f"rawfd={rawfd}")
+        raises = does == "raises"
+        if does == "pauses":
+            raises = self.pause("close_func") == "raise"
+        if self.raw_closed:
+            self.anomaly("close_func ran on a number already closed")
+        else:
+            os.close(rawfd)
+            self.raw_closed = True
+        error = CloseFuncError(errno.EIO, "close_func failed (as the trace asked)")
+        self.history.log("close_func_end", f"raised {label(error)}" if raises else "")
+        if raises:
+            raise error
+
+    def on_closing(self, pauses: bool, rawfd: int) -> None:
+        with self.fd_lock:
+            fd = self.fd
+            if fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count:
+                self.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
+            del fd
+        self.on_closing_calls += 1
+        self.history.log("on_closing", f"rawfd={rawfd}")
+        error = OnClosingError("on_closing failed (as the trace asked)")
+        raises = pauses and self.pause("on_closing") == "raise"
+        self.history.log("on_closing_end", f"raised {label(error)}" if raises else "")
+        if raises:
+            raise error
 
     # -- commands ----------------------------------------------------------
 
@@ -286,8 +259,10 @@ class RcfdThreads:
             fd = self.fd
         assert fd is not None, "a command for a dropped FD"
         if call == "init":
-            close_func = CloseFunc(self, arg if arg in ("raises", "pauses") else "ok")
-            fd.init(self.rawfd, close_func, on_closing=OnClosing(self, arg == "on_closing_pauses"))
+            does = arg if arg in ("raises", "pauses") else "ok"
+            close_func = partial(self.close_func, does, fd if does == "pauses" else None)
+            on_closing = partial(self.on_closing, arg == "on_closing_pauses")
+            fd.init(self.rawfd, close_func, on_closing=on_closing)
             return OK
         if call == "track_lifetime":
             fd.track_lifetime(self.registry)
@@ -310,7 +285,7 @@ class RcfdThreads:
             self.held.pop(0).close()  # GeneratorExit leaves the `with`: the release
             return OK
 
-        def fn(rawfd: int) -> _Returned:
+        def fn(rawfd: int) -> object:
             entered = OK if rawfd == self.rawfd else f"fn got fd {rawfd}, not {self.rawfd}"
             self.history.log("fn", f"rawfd={rawfd}")
             self.report(Report("entered", call_id, worker.index, entered))
@@ -380,8 +355,15 @@ class RcfdThreads:
                 state, borrows, waiting = "GONE", 0, 0
             else:
                 state, borrows = fd.state.name, fd.borrow_count
-                waiting = _closers_waiting(fd)
+                # The closers registered to be woken at CLOSED (specs/traces.md,
+                # `after`), which rcfd keeps private on its close record
+                # (rcfd/_closing.py): this driver is a test hook, as a port's is.
+                closing = fd._closer
+                waiting = 0 if closing is None else closing.waiting_closers()
             del fd
+        said = [ev.detail for ev in list(self.history.events) if ev.what == "warning"]
+        unclosed = f"ResourceWarning: unclosed <rcfd.FD OPEN fd={self.rawfd} "
+        failed = "RuntimeWarning: rcfd: close_func raised"
         return {
             "state": state,
             "borrows": borrows,
@@ -389,20 +371,9 @@ class RcfdThreads:
             "on_closing_calls": self.on_closing_calls,
             "closers_waiting": waiting,
             "registry": {k: getattr(stats, k) for k in (*COUNTS, "in_flight")},
-            "resource_warnings": self._count(
-                ResourceWarning, f"unclosed <rcfd.FD OPEN fd={self.rawfd} "
-            ),
-            "runtime_warnings": self._count(RuntimeWarning, "rcfd: close_func raised"),
+            "resource_warnings": sum(1 for w in said if w.startswith(unclosed)),
+            "runtime_warnings": sum(1 for w in said if w.startswith(failed)),
         }
-
-    def _count(self, category: type[Warning], prefix: str) -> int:
-        """The warnings of `category` whose message starts with `prefix`."""
-        said = f"{category.__name__}: {prefix}"
-        return sum(
-            1
-            for ev in list(self.history.events)
-            if ev.what == "warning" and ev.detail.startswith(said)
-        )
 
     # -- teardown ----------------------------------------------------------
 
@@ -454,15 +425,6 @@ class RcfdThreads:
                 self.raw_closed = True
             self._warnings.__exit__(None, None, None)
         return left
-
-
-def _closers_waiting(fd: rcfd.FD) -> int:
-    """The closers registered to be woken when `fd` reaches CLOSED: the
-    observable for blocked closers (specs/traces.md, `after`). rcfd keeps
-    them on its close record (rcfd/_closing.py), private: this driver is a
-    test hook, as a port's driver is."""
-    closing = fd._closer
-    return 0 if closing is None else closing.waiting_closers()
 
 
 def holding(fd: rcfd.FD) -> Generator[int, None, None]:

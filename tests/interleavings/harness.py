@@ -6,16 +6,14 @@ every scheduling point: each line (or bytecode instruction) of rcfd/, and
 each lock operation. Only rcfd/ is traced, so the harness's own code (this
 file, conformance/drivers/rcfd_seam.py) runs atomically between two points.
 
-What happened is one model.history.History per schedule. rcfd's test seam
-(rcfd._fd.Holders and CloseRecord, replaced by rcfd_seam for the run) logs
-each borrow counted and given back, an init's holders, the freeze and the
-finish; the actors log their calls and what they returned, the borrows' fn,
-close_func and on_closing. Every line carries FD.state and borrow_count
-right after it. When the actors have ended, main borrows once more (refused
-iff the FD is not OPEN) and closes an FD left OPEN, and
-model.guarantees.history_violations checks the whole history; a violation
-fails the schedule with its timeline. A schedule that deadlocks never gets
-there: `describe_failure` checks its history as far as it got.
+What happened is one model.history.History per schedule: rcfd's test seam
+(rcfd_seam, installed for the run) logs rcfd's own steps, the actors their
+calls and results, the borrows' fn, close_func and on_closing, each with
+FD.state and borrow_count right after. When the actors have ended, main
+borrows once more (refused iff the FD is not OPEN) and closes an FD left
+OPEN, and model.guarantees.history_violations checks the whole history; a
+violation fails the schedule with its timeline. A schedule that deadlocks
+never gets there: `describe_failure` checks its history as far as it got.
 
 Requires Python 3.12+ (interleave-test is built on sys.monitoring).
 """
@@ -332,16 +330,8 @@ def explore(
             include=[RCFD_DIR],
             raise_on_failure=False,
         )
-    return Exploration(
-        scenario,
-        strategy,
-        label,
-        result.schedules_run,
-        result.exhausted,
-        result.elapsed,
-        result.failure,
-        tuple(sorted(OUTCOMES.items())),
-    )
+    found = result.schedules_run, result.exhausted, result.elapsed, result.failure
+    return Exploration(scenario, strategy, label, *found, tuple(sorted(OUTCOMES.items())))
 
 
 def describe_failure(failure: it.Failure, *, max_steps: int = 40) -> str:
