@@ -134,6 +134,23 @@ class Interrupted(KeyboardInterrupt):
     """An interrupt, as a SIGINT handler would raise it."""
 
 
+class InterruptedAsItWaits(BorrowSlipsIn):
+    """A borrow slips in, and the owner is interrupted where it would wait."""
+
+    __slots__ = ()
+    ends_before_the_owner_waits = False
+
+    def until_finished(
+        self,
+        fd: rcfd.FD,
+        call: str,
+        waiter: threading.Lock,
+        wake: Callable[[], None],
+        timeout: float | None,
+    ) -> int:
+        raise Interrupted
+
+
 @pytest.mark.parametrize("registered", [False, True])
 def test_an_owner_interrupted_before_it_waits_leaves_the_error_to_a_warning(
     monkeypatch: pytest.MonkeyPatch, registered: bool
@@ -142,25 +159,14 @@ def test_an_owner_interrupted_before_it_waits_leaves_the_error_to_a_warning(
     # or after, before it waits: it must leave (as an interrupted close()
     # does), so that close_func's error, raised when the borrow ends, is
     # warned rather than lost.
-    class InterruptedOwner(BorrowSlipsIn):
+    class InterruptedOwner(InterruptedAsItWaits):
         __slots__ = ()
         held: ClassVar[list[HeldBorrow]] = []
-        ends_before_the_owner_waits = False
 
         def _wait_as_owner(self, fd: rcfd.FD, timeout: float | None) -> None:
             if not registered:
                 raise Interrupted
             super()._wait_as_owner(fd, timeout)
-
-        def until_finished(
-            self,
-            fd: rcfd.FD,
-            call: str,
-            waiter: threading.Lock,
-            wake: Callable[[], None],
-            timeout: float | None,
-        ) -> int:
-            raise Interrupted
 
     monkeypatch.setattr(_fd, "CloseRecord", InterruptedOwner)
     closer = CountingClose(error=CloseFuncError(5, "close_func failed"))
@@ -363,25 +369,14 @@ def test_an_owner_interrupted_while_close_func_runs_leaves_the_error_to_a_warnin
     closer = CountingClose(error=CloseFuncError(5, "close_func failed"))
     closer.release = threading.Event()
 
-    class Record(BorrowSlipsIn):
+    class Record(InterruptedAsItWaits):
         __slots__ = ()
         held: ClassVar[list[HeldBorrow]] = []
-        ends_before_the_owner_waits = False
 
         def _wait_as_owner(self, fd: rcfd.FD, timeout: float | None) -> None:
             self.held[0].let_go()
             assert closer.entered.wait(WAIT), "close_func never ran"
             super()._wait_as_owner(fd, timeout)
-
-        def until_finished(
-            self,
-            fd: rcfd.FD,
-            call: str,
-            waiter: threading.Lock,
-            wake: Callable[[], None],
-            timeout: float | None,
-        ) -> int:
-            raise Interrupted
 
     monkeypatch.setattr(_fd, "CloseRecord", Record)
     fd = an_fd(closer)
