@@ -96,19 +96,21 @@ def test_bad_argument_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    ("args", "error", "message"),
+    ("args", "kwargs", "error", "message"),
     [
-        (("3",), TypeError, "rawfd must be an int"),
-        ((-5,), ValueError, "rawfd must be >= 0, got -5"),
-        ((3, "close"), TypeError, "close_func must be callable, not str"),
+        (("3",), {}, TypeError, "rawfd must be an int"),
+        ((True,), {}, TypeError, "rawfd must be an int, not bool"),
+        ((-5,), {}, ValueError, "rawfd must be >= 0, got -5"),
+        ((3, "close"), {}, TypeError, "close_func must be callable, not str"),
+        ((3,), {"on_closing": 5}, TypeError, "on_closing must be callable, not int"),
     ],
 )
 def test_constructor_refuses_bad_arguments(
-    args: tuple[object, ...], error: type[Exception], message: str
+    args: tuple[object, ...], kwargs: dict[str, object], error: type[Exception], message: str
 ) -> None:
     constructor: Any = rcfd.FD
     with pytest.raises(error, match=message):
-        constructor(*args)
+        constructor(*args, **kwargs)
 
 
 def test_constructor_refuses_on_closing_without_rawfd() -> None:

@@ -163,6 +163,12 @@ def settle(fd: rcfd.FD, closer: CountingClose, error: BaseException | None) -> N
     _, second = in_thread(fd.close)
     assert second.done.wait(WAIT), f"{error}: a lock of {fd} was left held"
     assert isinstance(second.error, rcfd.ClosedFDError), f"{error}: {second.error!r}"
+    # Nor the lock every FD shares for init and for making its own lock: another
+    # thread's init() and first close() of a new FD go through it.
+    other = rcfd.FD()
+    _, third = in_thread(lambda: (other.init(os.eventfd(0)), other.close()))
+    assert third.done.wait(WAIT), f"{error}: the shared lock (rcfd._fd._SHARED_LOCK) was left held"
+    assert third.error is None, f"{error}: {third.error!r}"
 
 
 def _at_function_entry(where: tuple[CodeType, int] | None, name: str) -> bool:
