@@ -262,8 +262,10 @@ class Closing:
         tenth of this close). False, having changed nothing, if the FD is no
         longer idle OPEN. The lock is taken without `with`, which costs 230 ns
         before 3.14 (specs/cpython.md, "A locked step without `with`")."""
-        lock = fd._lock or fd._guard()
-        if lock._is_owned():
+        lock = fd._lock
+        if lock is None:
+            lock = fd._guard()  # made just now: no frame of this thread holds it
+        elif lock._is_owned():
             return False  # inside this FD's own locked step: wait() refuses it
         try:
             lock.acquire()
