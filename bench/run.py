@@ -23,12 +23,15 @@ import tracemalloc
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from time import perf_counter, perf_counter_ns
 from typing import Any, Protocol, TypeVar
 
 import rcfd
+from bench import anatomy
 from bench.naive import EmptyContext, Floor, NaiveClosedError, NaiveFD
+from rcfd import _nogil
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -114,6 +117,13 @@ def _loop_do(fd: rcfd.FD, fn: Callable[[int], int], n: int) -> int:
     return perf_counter_ns() - t0
 
 
+def _loop_part(part: anatomy.Ident, fn: Callable[[int], int], n: int) -> int:
+    t0 = perf_counter_ns()
+    for _ in range(n):
+        part.do(fn)
+    return perf_counter_ns() - t0
+
+
 def _loop_borrow(fd: rcfd.FD, fn: Callable[[int], int], n: int) -> int:
     t0 = perf_counter_ns()
     for _ in range(n):
@@ -151,6 +161,9 @@ def uncontended(
         "borrow": lambda: _loop_borrow(fd, _fn, n),
         "empty_with": lambda: _loop_empty_with(empty_cm, _fn, n),
     }
+    if not _nogil.ENABLED:  # the parts are the GIL path's borrow
+        for name, cls in anatomy.PARTS.items():
+            candidates[f"part: {name}"] = partial(_loop_part, cls(rawfd), _fn, n)
     names = list(candidates)
     out: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds + 1):  # round 0 warms up and is dropped
@@ -435,6 +448,18 @@ def build_rows(raw: dict[str, object]) -> list[Row]:
             _ok(do_floor, 1.3),
         )
     )
+    parts = [name for name in u if name.startswith("part: ")]
+    if parts:  # (the GIL path only)
+        rows.append(
+            Row(
+                "1. do()'s parts (bench/anatomy.py), ns/call",
+                f"{do_ns:.0f}",
+                " · ".join(f"{p[6:]} {_median(u[p]):.0f}" for p in parts),
+                " · ".join(f"{p[6:]} {_paired(u[p], u['floor']):.2f}x floor" for p in parts),
+                "-",
+                None,
+            )
+        )
     rows.append(
         Row(
             "1. naive peer vs do()",
@@ -616,8 +641,6 @@ def main(argv: Sequence[str] = ()) -> int:
     """`python -m bench`: this path's table, then the other path's in a child
     process with RCFD_NOGIL=1, side by side. `--one-path FILE`: this path
     only, its rows written to FILE (how the child is run)."""
-    from rcfd import _nogil
-
     info = machine()
     path = "no-GIL" if _nogil.ENABLED else "GIL"
     print(

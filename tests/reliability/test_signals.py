@@ -18,10 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import pytest
 
 import rcfd
+from rcfd import _fd
 from tests.reliability import kinds
 from tests.support import CountingClose, HeldBorrow
 
@@ -254,6 +256,12 @@ def _work(fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper]) -> No
         fd.close()
 
 
+# A SIGINT that lands in a finalizer (FD.__del__'s entry, a WeakSet's
+# callback) is printed and dropped by CPython, not raised (specs/cpython.md,
+# "Signals"): expected here, and only an interrupt raised by this handler.
+@pytest.mark.filterwarnings(
+    "ignore:(?s).*raise KeyboardInterrupt:pytest.PytestUnraisableExceptionWarning"
+)
 def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
     hammer = Hammer()
 
@@ -302,6 +310,8 @@ def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
                 lock = fd._lock
                 assert lock is None or not lock._is_owned(), f"a lock of {fd} was left held"
                 checked += 1
+            shared = cast("_fd._FDLock", _fd._SHARED_LOCK)  # (an RLock: it has _is_owned)
+            assert not shared._is_owned(), "the shared lock was left held"
             hammer.caught.set()
     finally:
         hammer.stop.set()
