@@ -236,8 +236,22 @@ class FD:
         # No other thread can see this FD yet: the transitions need no lock.
         if registry is not None:
             self._track(registry)
-        if rawfd is not None:
-            self._init(rawfd, close_func, on_closing, True)  # fresh
+        if rawfd is None:
+            return
+        if (
+            registry is None
+            and on_closing is None
+            and not _nogil.ENABLED
+            and current_registry.get() is None
+        ):
+            # INIT_FRESH with nothing to record (most FDs): _init's effects
+            # without its call, the holders made first, then stores only.
+            holders = Holders()
+            self._rawfd = rawfd
+            self._close_func = close_func
+            self._holders = holders
+        else:
+            self._init(rawfd, close_func, on_closing, True)
 
     # -- lifecycle -------------------------------------------------------
 
