@@ -12,6 +12,9 @@ one part, to show what that part costs:
   by fn (which would run after the borrow ended, on a number that may be
   closed).
 
+The three are written out in full on purpose: a helper shared between them
+would add a call to each, and calls are what is being measured.
+
 If NoIdent alone is above 1.3x the floor, no borrow that keeps the coroutine
 check can meet the target on that Python, whatever replaces the ident.
 """

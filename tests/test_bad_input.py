@@ -40,6 +40,11 @@ def fd_in(state: rcfd.State) -> Iterator[tuple[rcfd.FD, rcfd.LifetimeRegistry]]:
         yield fd, registry
 
 
+# The number the bad calls pass where an int is right: no descriptor has it, so
+# an FD that wrongly accepted one (a mutant) closes nothing of this process.
+NOT_OPEN = 2**30
+
+
 def untyped(fd: rcfd.FD) -> Any:
     """The FD without its types, so a test can pass what the annotations forbid."""
     return fd
@@ -50,10 +55,15 @@ BAD_CALLS: list[tuple[str, Callable[[Any], object], type[Exception], str]] = [
     ("init(bool)", lambda fd: fd.init(True, os.close), TypeError, "rawfd must be an int, not bool"),
     ("init(float)", lambda fd: fd.init(3.0, os.close), TypeError, "must be an int, not float"),
     ("init(-1)", lambda fd: fd.init(-1, os.close), ValueError, "rawfd must be >= 0, got -1"),
-    ("init(close_func=5)", lambda fd: fd.init(3, 5), TypeError, "close_func must be callable"),
+    (
+        "init(close_func=5)",
+        lambda fd: fd.init(NOT_OPEN, 5),
+        TypeError,
+        "close_func must be callable",
+    ),
     (
         "init(on_closing=5)",
-        lambda fd: fd.init(3, os.close, on_closing=5),
+        lambda fd: fd.init(NOT_OPEN, os.close, on_closing=5),
         TypeError,
         "on_closing must be callable, not int",
     ),
@@ -101,8 +111,8 @@ def test_bad_argument_is_refused_and_changes_nothing(
         (("3",), {}, TypeError, "rawfd must be an int"),
         ((True,), {}, TypeError, "rawfd must be an int, not bool"),
         ((-5,), {}, ValueError, "rawfd must be >= 0, got -5"),
-        ((3, "close"), {}, TypeError, "close_func must be callable, not str"),
-        ((3,), {"on_closing": 5}, TypeError, "on_closing must be callable, not int"),
+        ((NOT_OPEN, "close"), {}, TypeError, "close_func must be callable, not str"),
+        ((NOT_OPEN,), {"on_closing": 5}, TypeError, "on_closing must be callable, not int"),
     ],
 )
 def test_constructor_refuses_bad_arguments(
