@@ -23,6 +23,7 @@ MUTANT = Mutant(
             "rcfd/_fd.py",
             "self._holders = holders\n",
             "self._holders = holders\n_LIVE.append(self)\n",
+            count=2,  # init(), and FD(rawfd)'s own fresh init
         ),
     ),
     scenario=Scenario(steps=(Step("-", "drop"),)),

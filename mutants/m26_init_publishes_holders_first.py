@@ -30,6 +30,7 @@ MUTANT = Mutant(
             "holders = Holders()\n",
             "holders = Holders()\n"
             "self._holders = holders  # mutant: published at once (what is there to wait for?)\n",
+            count=2,  # init(), and FD(rawfd)'s own fresh init (harmless there: nobody sees it yet)
         ),
     ),
     scenario=Scenario(

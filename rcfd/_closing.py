@@ -66,7 +66,7 @@ FINISH = close_step(Stage.RUNNING, CloseEvent.FINISH, 0, False, False)  # -> FIN
 
 # The members every close reads, read once: on 3.11 `Stage.RUNNING` is a
 # descriptor call through EnumType (about 140 ns; 20-30 ns from 3.12).
-DRAINING, RUNNING, FINISHED = Stage.DRAINING, Stage.RUNNING, FINISH.stage
+DRAINING, RUNNING = Stage.DRAINING, Stage.RUNNING
 DETACH, WAIT = Event.DETACH, Outcome.WAIT
 
 
@@ -477,10 +477,7 @@ class Closing:
             lock = fd._lock or fd._guard()  # (none only in a forked child)
             try:
                 lock.acquire()
-                if fd._extras is None:
-                    self.stage = FINISHED  # _finish, with no registry to tell
-                else:
-                    self._finish(fd)
+                self._finish(fd)
             finally:
                 try:  # noqa: SIM105 - suppress() is a call: a check point before the release
                     lock.release()

@@ -166,7 +166,12 @@ def settle(fd: rcfd.FD, closer: CountingClose, error: BaseException | None) -> N
     # Nor the lock every FD shares for init and for making its own lock: another
     # thread's init() and first close() of a new FD go through it.
     other = rcfd.FD()
-    _, third = in_thread(lambda: (other.init(os.eventfd(0)), other.close()))
+
+    def init_and_close() -> None:
+        other.init(os.eventfd(0))
+        other.close()
+
+    _, third = in_thread(init_and_close)
     assert third.done.wait(WAIT), f"{error}: the shared lock (rcfd._fd._SHARED_LOCK) was left held"
     assert third.error is None, f"{error}: {third.error!r}"
 
