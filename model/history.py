@@ -33,6 +33,7 @@ Event words (`what`, then what `detail` says):
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 import warnings
@@ -89,3 +90,15 @@ def warnings_logged(history: History) -> Iterator[None]:
             "warning", f"{category.__name__}: {message}"
         )
         yield
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """No cyclic garbage collection in the block (then as before)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

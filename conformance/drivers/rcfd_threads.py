@@ -42,7 +42,7 @@ from typing import Literal
 
 import rcfd
 from conformance.replay import EXPECT_S, EXPIRES_S, POLL_S, Report
-from model.history import History, warnings_logged
+from model.history import History, collector_off, warnings_logged
 from model.vocabulary import OK, OK_DUP, OK_FN, OK_RAWFD
 
 # A registry's counts, in the order observe() reports and the harnesses log them.
@@ -309,15 +309,11 @@ class RcfdThreads:
         unraisable: list[str] = []
         hook = sys.unraisablehook
         sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
-        enabled = gc.isenabled()
-        gc.disable()  # no other thread's allocation may run the collector meanwhile
-        try:
-            with warnings.catch_warnings():
+        try:  # the collector off: no other thread's allocation may run it meanwhile
+            with collector_off(), warnings.catch_warnings():
                 warnings.simplefilter(self.drop_warnings, ResourceWarning)
                 self._let_go(order)
         finally:
-            if enabled:
-                gc.enable()
             sys.unraisablehook = hook
         for what in unraisable:  # a warning raised as an error is still the warning
             if what.startswith("ResourceWarning"):

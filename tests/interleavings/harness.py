@@ -40,7 +40,7 @@ import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
 from conformance.drivers.rcfd_threads import CloseFuncError, counts, holding, label
 from model.guarantees import Run, history_violations
-from model.history import History, warnings_logged
+from model.history import History, collector_off, warnings_logged
 from model.vocabulary import OK, OK_FN, OK_RAWFD
 from rcfd import FD, LifetimeRegistry, _fd
 
@@ -320,7 +320,11 @@ def explore(
     elif strategy == "pct":
         strat = it.PCTStrategy(depth=3)
     OUTCOMES.clear()
-    with _no_gc():
+    # No cyclic collection while interleave-test runs: one can start at any
+    # allocation, in the scheduler too, and a finalizer of an earlier
+    # schedule's FD run there (traced code) would wait for the scheduler's
+    # own lock, and break replays. So collect only between explorations.
+    with collector_off():
         result = it.explore(
             model_for(scenario),
             iterations=iterations,
@@ -330,6 +334,7 @@ def explore(
             include=[RCFD_DIR],
             raise_on_failure=False,
         )
+    gc.collect()
     found = result.schedules_run, result.exhausted, result.elapsed, result.failure
     return Exploration(scenario, strategy, label, *found, tuple(sorted(OUTCOMES.items())))
 
@@ -373,22 +378,8 @@ def replay(scenario: Scenario, path: Path) -> it.Result:
     """Rerun one saved schedule exactly (same Python version as the recording)."""
     record = json.loads(path.read_text())
     schedule = it.Schedule.from_json(json.dumps(record["schedule"]))
-    with _no_gc():
-        return it.replay(model_for(scenario), schedule, include=[RCFD_DIR], raise_on_failure=False)
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """No cyclic garbage collection while interleave-test runs: a collection
-    can start at any allocation, inside the scheduler too, and a finalizer of
-    an FD from an earlier schedule run there (traced code) would wait for the
-    scheduler's own lock: the run hangs; it would also break replays. So
-    collect only between explorations."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-        gc.collect()
+    with collector_off():  # as explore()
+        result = it.replay(model_for(scenario), schedule, include=[RCFD_DIR],
+                           raise_on_failure=False)  # fmt: skip
+    gc.collect()
+    return result
