@@ -1,21 +1,15 @@
 """Run a scenario under interleave-test's controlled scheduler and check the
 guarantees of specs/rcfd.md on every schedule it explores.
 
-interleave-test serializes a scenario's threads and chooses who runs next at
-every scheduling point: each line (or bytecode instruction) of rcfd/, and
-each lock operation. Only rcfd/ is traced, so the harness's own code (this
-file, conformance/drivers/rcfd_seam.py) runs atomically between two points.
-
-What happened is one model.history.History per schedule: rcfd's test seam
-(rcfd_seam, installed for the run) logs rcfd's own steps, the actors their
-calls and results, the borrows' fn, close_func and on_closing, each with
-FD.state and borrow_count right after. When the actors have ended, main
-borrows once more (refused iff the FD is not OPEN) and closes an FD left
-OPEN, and model.guarantees.history_violations checks the whole history; a
-violation fails the schedule with its timeline. A schedule that deadlocks
-never gets there: `describe_failure` checks its history as far as it got.
-
-Requires Python 3.12+ (interleave-test is built on sys.monitoring).
+interleave-test serializes the threads and picks who runs next at every
+scheduling point: each line (or bytecode instruction) of rcfd/, and each lock
+operation; the harness's own code is not traced, so it runs atomically. Each
+schedule is one model.history.History (rcfd's seam logs its steps, the actors
+their calls, fns and callbacks). When the actors have ended, main borrows
+once more (refused iff the FD is not OPEN) and closes an FD left OPEN, and
+model.guarantees.history_violations checks the history; a violation fails the
+schedule with its timeline. A deadlock never gets there: `describe_failure`
+checks the history as far as it got. Requires Python 3.12+ (sys.monitoring).
 """
 
 from __future__ import annotations
