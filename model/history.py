@@ -3,14 +3,12 @@ checks for every harness (the interleavings, the catalog's replays, model vs
 production and the trace replays).
 
 A History is one list of events in the order they happened, appended by
-whoever saw each one: a harness's logical threads (each call and what it
-returned, in model.vocabulary's words; a borrow's fn; close_func and
-on_closing, which are the harness's own callbacks) and, when a harness
-installs it, rcfd's test seam (conformance.drivers.rcfd_seam: each borrow
-counted and given back, an init's holders, the freeze, the finish). Events
-carry the FD's state and borrow count right after them when the harness can
-read those together with the event (`observe`, under `lock`, which the seam
-also holds around each of rcfd's steps it logs); otherwise they are unknown.
+whoever saw each: a harness's logical threads (calls and results in
+model.vocabulary's words, a borrow's fn, close_func, on_closing) and, when
+installed, rcfd's test seam (conformance.drivers.rcfd_seam). An event carries
+the FD's state and borrow count right after it when the harness can read them
+with it (`observe`, under `lock`, which the seam holds around each of rcfd's
+steps it logs); otherwise they are unknown.
 
 Event words (`what`, then what `detail` says):
   call, return      a call began (`close(0.5)`, `init(rawfd=7)`), and the
@@ -33,6 +31,7 @@ Event words (`what`, then what `detail` says):
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 import warnings
@@ -89,3 +88,15 @@ def warnings_logged(history: History) -> Iterator[None]:
             "warning", f"{category.__name__}: {message}"
         )
         yield
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """No cyclic garbage collection in the block (then as before)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,32 +1,22 @@
 """Replay a small scenario against whatever `rcfd` is importable, one step at a time.
 
-Each logical thread (T1, T2, ...) is a worker of conformance.drivers.rcfd_threads
-(the driver of model vs production and of the conformance runner), which
-serves its queue inside a borrow's fn and a paused close_func too, so a nested
-borrow or a call from inside close_func happens where it should. The driver
-issues one step and waits (bounded) until that thread visibly got somewhere
-(its call returned, fn was entered, a callback or a pause stopped it); a call
-that may block for good (a close, an init) gets SETTLE, then is shown waiting.
-At the end every borrow and callback is ended, every call must return within
-WAIT, and model.guarantees.history_violations, the interleavings' checker,
-checks the History that rcfd's seam (conformance.drivers.rcfd_seam) and the
-workers logged. `make explain` prints it, one row per step. Every check is
-sound for a correct FD under any timing, so the replays serve as tests
-(tests/test_mutation_kills.py) and as explanations.
+Each logical thread (T1, T2, ...) is a worker of conformance.drivers.rcfd_threads,
+which serves its queue inside a borrow's fn and a paused close_func too. Each
+step is one command; the driver waits (bounded) until that thread visibly got
+somewhere (a call returned, fn entered, a callback or pause stopped it); a call
+that may block for good (close, init) gets SETTLE, then is shown waiting. At
+the end every borrow and callback is ended, every call must return within WAIT,
+and model.guarantees.history_violations checks the History the seam
+(conformance.drivers.rcfd_seam) and the workers logged; `make explain` prints it.
 
-A step may stop its thread at one of the seam's check points (Step.pause:
-"before-insert", "before-lock", "before-decide", the seam names them; or
-"in-init", inside init past its check, where the registry records the init)
-until a `resume` step; or run the collector inside the next locked step
-("collect-in-lock"). Or it may raise an FnInterrupt there, once
-(Step.interrupt), as a signal handler's KeyboardInterrupt would
-(specs/cpython.md, "Signals"). On the GIL path a borrow's insert and a
-release's decision come with no check point before them, so an interrupt
-there, and a pause "before-decide", exist on the no-GIL path only: asked for
-on the GIL path, they are noted and not done. An interrupt asked for that
-never happened is a violation (the scenario would not test what it says);
-one that happened is an `interrupt` event, and the checker holds the
-interrupted call to end with it (err:FnInterrupt).
+Step.pause stops the thread at one of the seam's check points (or "in-init",
+as the registry records the init) until a `resume` step; "collect-in-lock"
+runs the collector inside the next locked step. Step.interrupt raises an
+FnInterrupt there once, as a signal handler would (specs/cpython.md,
+"Signals"). The GIL path has no check point before an insert or a decision:
+asked for there, such a pause or interrupt is noted and not done. An interrupt
+that never happened is a violation; one that did is an `interrupt` event, and
+the interrupted call must end with it (err:FnInterrupt).
 """
 
 from __future__ import annotations
@@ -50,19 +40,16 @@ from conformance.drivers.rcfd_seam import Seam, installed
 from conformance.drivers.rcfd_threads import FnInterrupt, RcfdThreads, Worker, counts, label
 from conformance.replay import Report
 from model.guarantees import RESULTS, Run, history_violations
+from model.history import collector_off
 from model.vocabulary import OK
 from rcfd import _nogil
 
 WAIT = 10.0  # seconds: the bound on anything that must happen (generous for loaded CI)
 SETTLE = 0.25  # seconds: how long a call that may block gets before it is shown "waiting"
-# An await on a close(timeout) ends this long after the close's deadline: a timed-out
-# close has only to wake and raise (microseconds); 2 s is the conformance replay's
-# bound on a predicted return on a loaded box (EXPECT_S). One still blocked then
-# is shown waiting, as it was after WAIT.
+# An await on a close(timeout) gives up this long past its deadline (a timed-out
+# close has only to wake and raise; 2 s is the conformance replay's EXPECT_S).
 PAST_DEADLINE = 2.0
-# The teardown's bound once the replay broke a guarantee: the verdict is in, and
-# a broken FD may never let it finish (WAIT, twice over, for nothing).
-BROKEN_TEARDOWN = 1.0
+BROKEN_TEARDOWN = 1.0  # the teardown's bound once a guarantee broke (the FD may never let go)
 
 Action = Literal[
     "borrow",  # fd.do(fn); fn then takes this thread's next steps
@@ -157,17 +144,15 @@ class Replay:
 
 def replay(scenario: Scenario, *, wait: float = WAIT) -> Replay:
     """Run `scenario` against the importable rcfd; the timeline and what broke."""
-    enabled = gc.isenabled()
-    gc.disable()  # the collector runs where a step says, and nowhere else
-    replayer, broken = _Replayer(scenario, wait), False
-    try:
-        result = replayer.run()
-        broken = bool(result.violations)
-        return result
-    finally:
-        replayer.shutdown(min(wait, BROKEN_TEARDOWN) if broken else wait)
-        if enabled:
-            gc.enable()
+    with collector_off():  # the collector runs where a step says, and nowhere else
+        replayer, broken = _Replayer(scenario, wait), False
+        with installed(replayer.seam):  # FDs made after the replay are rcfd's own again
+            try:
+                result = replayer.run()
+                broken = bool(result.violations)
+                return result
+            finally:
+                replayer.shutdown(min(wait, BROKEN_TEARDOWN) if broken else wait)
 
 
 class _PausingRegistry(rcfd.LifetimeRegistry):
@@ -221,26 +206,7 @@ class _Replayer(RcfdThreads):
         history.names[threading.get_ident()] = "main"
         history.observe = self.observe_fd
         self.drop_warnings = scenario.warnings
-        self.seam = installed(Seam(history, self.preempt))
-        self.seam.__enter__()
-        # The FD tracked by the pausing registry, and opened unless uninit: as
-        # a worker's calls, made by the harness's own thread.
-        calls = [("track_lifetime", "")]
-        if not scenario.uninit:
-            calls.append(("init", scenario.close_func))
-        for call, arg in calls:
-            history.log("call", f"{call}({arg})")
-            history.log("return", self.call(self.workers[0], 0, call, arg))
-        # Where the registry says the FD was initialized ("" if uninit).
-        self.stack = "".join(self.registry.fd_stats().in_flight_stacks.values())
-
-    def shutdown(self, wait_s: float = WAIT) -> list[str]:
-        """The driver's teardown, then the seam's: FDs made after the replay
-        are rcfd's own again (it was left installed for good before)."""
-        try:
-            return super().shutdown(wait_s)
-        finally:
-            self.seam.__exit__(None, None, None)
+        self.seam = Seam(history, self.preempt)
 
     def observe_fd(self) -> tuple[str, int]:
         fd = self.fd  # read under the history's lock, which a drop holds as it lets go
@@ -317,6 +283,15 @@ class _Replayer(RcfdThreads):
     # -- the driver (the harness's own thread) -----------------------------------
 
     def run(self) -> Replay:
+        """The FD tracked by the pausing registry and opened unless uninit (as a
+        worker's calls, made by the harness's thread), then the steps."""
+        for call, arg in [("track_lifetime", ""), ("init", self.scenario.close_func)][
+            : 1 if self.scenario.uninit else 2
+        ]:
+            self.history.log("call", f"{call}({arg})")
+            self.history.log("return", self.call(self.workers[0], 0, call, arg))
+        # Where the registry says the FD was initialized ("" if uninit).
+        self.stack = "".join(self.registry.fd_stats().in_flight_stacks.values())
         result = Replay([f"T{w.index}" for w in self.workers[1:]], len(self.scenario.steps))
         if not self.scenario.uninit and "_harness.py" not in self.stack:
             self.history.log("anomaly", "the registry did not keep the init's stack")
@@ -376,17 +351,15 @@ class _Replayer(RcfdThreads):
             return
         if step.interrupt not in ("", *INTERRUPT_POINTS):
             raise ValueError(f"step {self.step}: no interrupt point {step.interrupt!r}")
-        for where, only, table in (
-            (step.pause, NOGIL_ONLY_PAUSES, self.armed),
-            (step.interrupt, NOGIL_ONLY_INTERRUPTS, self.interrupts),
-        ):
-            if where and where in only and not _nogil.ENABLED:
-                self.note(name, f"(no check point {where} on the GIL path: not "
-                          f"{'interrupted' if table is self.interrupts else 'paused'})")
-            elif where and table is self.interrupts:
-                self.interrupts[index] = (where, self.step)
-            elif where:
+        pause, interrupt = (step.pause, NOGIL_ONLY_PAUSES, "paused"), (
+            step.interrupt, NOGIL_ONLY_INTERRUPTS, "interrupted")  # fmt: skip
+        for where, only, done in (pause, interrupt):
+            if where in only and not _nogil.ENABLED:
+                self.note(name, f"(no check point {where} on the GIL path: not {done})")
+            elif where and done == "paused":
                 self.armed[index] = where
+            elif where:
+                self.interrupts[index] = (where, self.step)
         if step.action in ENDS:
             if not self.workers[index].levels or self.workers[index].levels[-1] != "end_borrow":
                 self.note(name, f"({step.action}: not in a borrow)")

@@ -1,35 +1,24 @@
 """Which code of rcfd/ each borrow path runs, read from the source.
 
-rcfd picks its borrow path once, at import (`rcfd._nogil.ENABLED`): the GIL
-path ("gil"), or the path without the GIL ("nogil": a free-threaded build
-running without it, or RCFD_NOGIL=1). A catalog mutant that patches only code
-one path never runs cannot be killed on that path, so `make mutants` reports
-it "n/a" there instead of running it (tools/mutation.py). Which path runs a
-piece of code is decided here from the code, never from a mutant's result.
+rcfd picks its borrow path once, at import (`rcfd._nogil.ENABLED`): "gil", or
+"nogil" (a free-threaded build without the GIL, or RCFD_NOGIL=1). A catalog
+mutant that patches only code one path never runs is "n/a" there
+(tools/mutation.py), decided from the code, never from a mutant's result. Code
+of one path only is:
 
-Two kinds of code belong to one path only:
+- a branch of an `if` that no values of the tests around it (and of the
+  `elif`s before it) reach with `_nogil.ENABLED` fixed, each test taken as a
+  boolean of its `and`/`or`/`not` operands;
+- a function (not nested) that only such code reaches: a private method, or
+  any function of rcfd/_nogil.py, is live on a path if a reference to it
+  (`.name`; for rcfd/_nogil.py's also `_nogil.name` or `name`) sits in code
+  that path runs, outside itself. Matched by name, so the analysis can take
+  one path's code for shared, never the other way round (rcfd makes no
+  reference by getattr with a string).
 
-- a branch of an `if` that no values of its tests reach with the switch set
-  that way: the tests of the `if`s around it and of the `elif`s before it,
-  each taken as a boolean of its operands (`and`, `or`, `not` of tests that
-  may be anything, `_nogil.ENABLED` fixed), so that past
-  `if x and _nogil.ENABLED:` on the no-GIL path, `elif x:` never runs;
-- a function (not nested in another) that only such code reaches: a private
-  method (`_release`), or any function of rcfd/_nogil.py (rcfd/_fd.py binds
-  FD.do and Borrow's methods from it, rcfd/_closing.py imports its release),
-  is live on a path if a reference to it (`.name`; for rcfd/_nogil.py's
-  functions `_nogil.name` or a bare `name`, since FD has methods of the same
-  names) sits in code that path runs, outside the function itself. Matched by
-  name, so an unrelated attribute of the same name keeps a function live on
-  both paths: the analysis can take one path's code for shared, not the other
-  way round. A reference made some other way (getattr with a string) would be
-  missed: rcfd makes none.
-
-Every other function (a public method, a dunder, a decorated function such
-as a pytest fixture, a public function of another module) is an entry
-point, run by both paths unless it sits in a branch of one path only. Code
-that neither path runs would be a mistake of this analysis (or dead code):
-`dead_on_both` lists it, and tests/test_mutant_paths.py requires it empty.
+Every other function is an entry point, run by both paths unless in a branch
+of one. Code neither path runs is listed by `dead_on_both`, which
+tests/test_mutant_paths.py requires empty.
 """
 
 from __future__ import annotations

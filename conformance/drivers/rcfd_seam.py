@@ -1,37 +1,27 @@
 """rcfd.FD's own steps as model.history events, through its test seam.
 
-rcfd/_fd.py documents two hooks for verification harnesses: `Holders`, the
-factory of the array of borrowing threads an FD gets at init, and
-`CloseRecord`, the Closing class that close, aclose, detach and the finalizer
-use. `installed(seam)` replaces both for the length of a block, so that every
-FD initialized in it logs to `seam.history` (model.history names the events):
-each borrow counted (hold: an insert, or the closer's own `+=`) and given back
-(unhold: a remove, or a tombstone once frozen), named by the borrowing thread
-(a refused insert raises before it logs, as the array refuses before it
-changes); init's holders (it got past its state check); the freeze ("not
-frozen" if the export it kept does not refuse an insert); the finish.
+rcfd/_fd.py documents two hooks for verification harnesses: `Holders` (the
+array of borrowing threads an FD gets at init) and `CloseRecord` (the Closing
+of close, aclose, detach and the finalizer). `installed(seam)` replaces both
+for a block, so every FD initialized in it logs to `seam.history`: each borrow
+counted (hold: insert, append, or the closer's own `+=`) and given back
+(unhold: remove, or a tombstone once frozen), named by the borrowing thread (a
+refused insert raises before it logs); init's holders; the freeze ("not
+frozen" if its export does not refuse an insert); the finish. Each change and
+its line are one step under `history.lock`, so a line's count is exact. The
+FD's code is untouched: the subclasses' changes go through their base classes.
 
-Each change and its log line are one step under `history.lock` (which
-`History.log` also takes to observe the FD), so the count a line shows is the
-count of the log up to it. The FD's code is untouched: the arrays are
-array("L") subclasses whose changes go through the base class, and the close
-record is a Closing whose methods are Closing's. `seam.pause(where)` is
-called where a harness may preempt the calling thread, or raise there the
-interrupt a signal handler would: "before-insert" (a borrow's entry; on the
-no-GIL path under the FD's lock, right after the lock's `with` began),
-"before-lock" (a release after the freeze, between its tombstone and its
-locked decision, as Closing.release starts), "before-decide" (the no-GIL path
-only: a release past its recorded tombstone, as `_nogil._decide` starts; the
-GIL path calls Closing.release right after the tombstone, with no check point
-between) and "in-lock" (inside a locked step, as it counts the caller's
-borrows: where CPython may run the collector, and finalizers that release).
+`seam.pause(where)` is called where a harness may preempt the calling thread,
+or raise an interrupt there: "before-insert" (a borrow's entry; on the no-GIL
+path inside the FD's lock), "before-lock" (a release after the freeze, as
+Closing.release starts), "before-decide" (no-GIL only: a release past its
+recorded tombstone, as `_nogil._decide` starts) and "in-lock" (a locked step
+counting the caller's borrows, where CPython may run the collector).
 
-On the no-GIL path (rcfd._nogil.ENABLED) no C call on the holders is atomic,
-so the FD's lock must order every change of them: a change of the holders,
-the tombstones or the freeze by another thread while one is inside an insert
-(between "before-insert" and its effect) is a race the lock was meant to
-prevent (the insert could count a borrow after the close froze the holders
-and counted zero), logged as an anomaly.
+On the no-GIL path no C call on the holders is atomic, so a change of the
+holders, tombstones or freeze by another thread while one is inside an insert
+(between "before-insert" and its effect) is a race the FD's lock must
+prevent, logged as an anomaly.
 """
 
 from __future__ import annotations
@@ -61,19 +51,15 @@ class Seam:
         self.history = history
         self.pause: Callable[[str], None] = pause or (lambda where: None)
         self.made = 0  # holders made (one per init past its check)
-        # No-GIL path: thread -> the holders it is inserting into (from
-        # "before-insert" to the insert's effect), and whether a race with it
-        # was logged already; threads whose tombstone is recorded, and whose
-        # next test of the freeze is their decision ("before-decide").
+        # No-GIL path: thread -> the holders it is inserting into, and whether
+        # a race with it was logged; threads whose next test of the freeze is
+        # their decision ("before-decide").
         self.inserting: dict[int, tuple[array[int], bool]] = {}
         self.tombstoned: set[int] = set()
 
     def changes(self, what: str) -> None:
-        """The calling thread changes the holders, the tombstones or the freeze
-        (`what`, in words): on the no-GIL path, another thread must not be
-        inside an insert. Call it under the history's lock."""
-        if not _nogil.ENABLED:
-            return
+        """The calling thread changes the holders, tombstones or freeze (`what`):
+        on the no-GIL path none other may be inside an insert. Under history.lock."""
         me = threading.get_ident()
         for tid, (holders, logged) in list(self.inserting.items()):
             if tid != me and not logged:

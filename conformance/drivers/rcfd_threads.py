@@ -1,28 +1,19 @@
 """rcfd.FD on a real eventfd, driven by one real thread per logical thread.
 
-What the Python driver (conformance.drivers.rcfd_driver) runs, and what the
-tests run in-process (tests/_model_harness.py). A command goes to its
-thread's queue; the thread makes the production call and reports what
-happened. A borrow's fn, and a callback that pauses (close_func or
-on_closing), keep serving their thread's queue until an end_borrow or
-end_callback says how to exit, so borrows stay open across steps and a
-callback's calls into its own FD are real calls from inside it.
-
-The side doors, as the trace vocabulary (specs/traces.md) names them:
-  hold_borrow   a generator enters `with fd.borrow()` and suspends;
-  release_held  the oldest such generator is closed on the calling thread;
-  drop          the FD (and those generators) lose their last reference on
-                the calling thread: with no generator, the collector runs the
-                finalizer (`gc.collect()`); with generators, their finalizers
-                and the FD's are called by hand in the order the argument
-                says, since a collector's order in a cycle is not ours to pick;
-  init pauses   close_func keeps a reference to its FD and pauses; run by
-                the finalizer, it first makes the FD reachable again.
-
-Invariants: no worker frame keeps the FD past the call that needed it (so a
-drop really drops it); `fd_lock` orders every read of `self.fd` with a drop's
-swap, so the last reference goes on the dropping thread; callbacks count
-only calls on this FD's number (a dup's copy shares close_func).
+What the Python driver (conformance.drivers.rcfd_driver), the in-process tests
+(tests/_model_harness.py) and the catalog's replayer (mutants/_harness.py)
+run. A command goes to its thread's queue; the thread makes the production
+call and reports what happened. A borrow's fn, and a pausing callback, keep
+serving their thread's queue until an end_borrow or end_callback says how to
+exit, so borrows stay open across steps and a callback's calls into its own FD
+are real calls from inside it. The side doors (specs/traces.md): hold_borrow
+(a generator enters `with fd.borrow()` and suspends), release_held (the oldest
+is closed), drop (the FD and those generators lose their last reference on
+the calling thread: without generators the collector runs the finalizer; with
+them, their finalizers and the FD's are called by hand in the order the
+argument says), init pauses (close_func keeps its FD, reachable again when the
+finalizer runs it). No worker frame keeps the FD past its call, and `fd_lock`
+orders every read of `self.fd` with a drop's swap.
 """
 
 from __future__ import annotations
@@ -42,7 +33,7 @@ from typing import Literal
 
 import rcfd
 from conformance.replay import EXPECT_S, EXPIRES_S, POLL_S, Report
-from model.history import History, warnings_logged
+from model.history import History, collector_off, warnings_logged
 from model.vocabulary import OK, OK_DUP, OK_FN, OK_RAWFD
 
 # A registry's counts, in the order observe() reports and the harnesses log them.
@@ -309,15 +300,11 @@ class RcfdThreads:
         unraisable: list[str] = []
         hook = sys.unraisablehook
         sys.unraisablehook = lambda u: unraisable.append(repr(u.exc_value))
-        enabled = gc.isenabled()
-        gc.disable()  # no other thread's allocation may run the collector meanwhile
-        try:
-            with warnings.catch_warnings():
+        try:  # the collector off: no other thread's allocation may run it meanwhile
+            with collector_off(), warnings.catch_warnings():
                 warnings.simplefilter(self.drop_warnings, ResourceWarning)
                 self._let_go(order)
         finally:
-            if enabled:
-                gc.enable()
             sys.unraisablehook = hook
         for what in unraisable:  # a warning raised as an error is still the warning
             if what.startswith("ResourceWarning"):

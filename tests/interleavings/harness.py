@@ -1,21 +1,15 @@
 """Run a scenario under interleave-test's controlled scheduler and check the
 guarantees of specs/rcfd.md on every schedule it explores.
 
-interleave-test serializes a scenario's threads and chooses who runs next at
-every scheduling point: each line (or bytecode instruction) of rcfd/, and
-each lock operation. Only rcfd/ is traced, so the harness's own code (this
-file, conformance/drivers/rcfd_seam.py) runs atomically between two points.
-
-What happened is one model.history.History per schedule: rcfd's test seam
-(rcfd_seam, installed for the run) logs rcfd's own steps, the actors their
-calls and results, the borrows' fn, close_func and on_closing, each with
-FD.state and borrow_count right after. When the actors have ended, main
-borrows once more (refused iff the FD is not OPEN) and closes an FD left
-OPEN, and model.guarantees.history_violations checks the whole history; a
-violation fails the schedule with its timeline. A schedule that deadlocks
-never gets there: `describe_failure` checks its history as far as it got.
-
-Requires Python 3.12+ (interleave-test is built on sys.monitoring).
+interleave-test serializes the threads and picks who runs next at every
+scheduling point: each line (or bytecode instruction) of rcfd/, and each lock
+operation; the harness's own code is not traced, so it runs atomically. Each
+schedule is one model.history.History (rcfd's seam logs its steps, the actors
+their calls, fns and callbacks). When the actors have ended, main borrows
+once more (refused iff the FD is not OPEN) and closes an FD left OPEN, and
+model.guarantees.history_violations checks the history; a violation fails the
+schedule with its timeline. A deadlock never gets there: `describe_failure`
+checks the history as far as it got. Requires Python 3.12+ (sys.monitoring).
 """
 
 from __future__ import annotations
@@ -40,7 +34,7 @@ import rcfd
 from conformance.drivers.rcfd_seam import Seam, installed
 from conformance.drivers.rcfd_threads import CloseFuncError, counts, holding, label
 from model.guarantees import Run, history_violations
-from model.history import History, warnings_logged
+from model.history import History, collector_off, warnings_logged
 from model.vocabulary import OK, OK_FN, OK_RAWFD
 from rcfd import FD, LifetimeRegistry, _fd
 
@@ -320,7 +314,11 @@ def explore(
     elif strategy == "pct":
         strat = it.PCTStrategy(depth=3)
     OUTCOMES.clear()
-    with _no_gc():
+    # No cyclic collection while interleave-test runs: one can start at any
+    # allocation, in the scheduler too, and a finalizer of an earlier
+    # schedule's FD run there (traced code) would wait for the scheduler's
+    # own lock, and break replays. So collect only between explorations.
+    with collector_off():
         result = it.explore(
             model_for(scenario),
             iterations=iterations,
@@ -330,6 +328,7 @@ def explore(
             include=[RCFD_DIR],
             raise_on_failure=False,
         )
+    gc.collect()
     found = result.schedules_run, result.exhausted, result.elapsed, result.failure
     return Exploration(scenario, strategy, label, *found, tuple(sorted(OUTCOMES.items())))
 
@@ -373,22 +372,8 @@ def replay(scenario: Scenario, path: Path) -> it.Result:
     """Rerun one saved schedule exactly (same Python version as the recording)."""
     record = json.loads(path.read_text())
     schedule = it.Schedule.from_json(json.dumps(record["schedule"]))
-    with _no_gc():
-        return it.replay(model_for(scenario), schedule, include=[RCFD_DIR], raise_on_failure=False)
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """No cyclic garbage collection while interleave-test runs: a collection
-    can start at any allocation, inside the scheduler too, and a finalizer of
-    an FD from an earlier schedule run there (traced code) would wait for the
-    scheduler's own lock: the run hangs; it would also break replays. So
-    collect only between explorations."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-        gc.collect()
+    with collector_off():  # as explore()
+        result = it.replay(model_for(scenario), schedule, include=[RCFD_DIR],
+                           raise_on_failure=False)  # fmt: skip
+    gc.collect()
+    return result
