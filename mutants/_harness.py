@@ -450,7 +450,8 @@ class _Replayer(RcfdThreads):
         events = self.history.events
         for i in range(start, end):
             ev = events[i]
-            text = _SHOWN.get(ev.what, "").format(detail=ev.detail)
+            detail = ev.detail or _ENDED.get(ev.what, "")
+            text = _SHOWN.get(ev.what, "").format(detail=detail)
             if text:
                 cells.setdefault(ev.who if ev.who != "main" else "harness", []).append(text)
         for at, thread, text in self.notes:
@@ -480,13 +481,15 @@ def fns_running_at_close_func(run: Run) -> list[str]:
 
 
 # How each event shows in a row of the timeline ("" not shown there).
+# An end logged with no detail returned; one that raised says so ("raised ...").
+_ENDED = {"fn_end": "returns", "close_func_end": "returns"}
 _SHOWN = {
     "call": "{detail}",
     "return": "-> {detail}",
     "fn": "fn running",
-    "fn_end": "fn returns{detail}",
+    "fn_end": "fn {detail}",
     "close_func": "close_func runs",
-    "close_func_end": "close_func returns{detail}",
+    "close_func_end": "close_func {detail}",
     "on_closing": "on_closing",
     "freeze": "(freeze{detail})",
     "interrupt": "(interrupted {detail})",
