@@ -625,9 +625,10 @@ def run_path() -> tuple[list[Row], dict[str, object], float]:
 def side_by_side(gil: list[Row], nogil: list[Row]) -> str:
     """The figures of both borrow paths, one row each (rcfd column and ratio)."""
     header = ("figure", "GIL path", "no-GIL path (RCFD_NOGIL=1)")
+    other = {b.figure: b for b in nogil}  # (do()'s parts are the GIL path's only)
     cells = [
-        (a.figure, f"{a.rcfd} ({a.ratio})", f"{b.rcfd} ({b.ratio})")
-        for a, b in zip(gil, nogil, strict=True)
+        (a.figure, f"{a.rcfd} ({a.ratio})", f"{b.rcfd} ({b.ratio})" if b else "-")
+        for a, b in ((a, other.get(a.figure)) for a in gil)
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"]
