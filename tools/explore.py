@@ -39,9 +39,23 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.interleavings.harness import Exploration, Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's rcfd and tests, before any installed copy
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (os.process_cpu_count from 3.13; a
+    container or taskset may allow fewer than the machine has)."""
+    if hasattr(os, "process_cpu_count"):
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         help="scenarios with at most this many threads get their DFS at bytecode granularity",
     )
     parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per CPU)"
+        "--jobs", type=int, default=_cpus(), help="processes (default: one per CPU it may use)"
     )
     args = parser.parse_args(argv)
 
@@ -122,10 +136,18 @@ def _print_reports(
 
 def explore_one(name: str, args: argparse.Namespace) -> tuple[str, int, bool]:
     """Explore one scenario: (what to print, schedules explored, passed)."""
-    from tests.interleavings import harness
     from tests.interleavings.scenarios import BY_NAME
 
     scenario = BY_NAME[name]
+    runs = _search(scenario, args)
+    bad = next((run for run in runs if run.failure is not None), None)
+    return _report(scenario.name, runs, bad, args), sum(run.schedules for run in runs), bad is None
+
+
+def _search(scenario: Scenario, args: argparse.Namespace) -> list[Exploration]:
+    """The bounded DFS, then random and PCT schedules, stopping at a failure."""
+    from tests.interleavings import harness
+
     runs = []
     if not args.dfs_off:
         # (A preemption between two C calls of one line is found only here: a
@@ -148,17 +170,22 @@ def explore_one(name: str, args: argparse.Namespace) -> tuple[str, int, bool]:
                     scenario, strategy, granularity="opcode", iterations=count, seed=args.seed
                 )
             )
-    schedules = sum(run.schedules for run in runs)
-    bad = next((run for run in runs if run.failure is not None), None)
-    parts = []
-    for run in runs:
-        note = " (exhaustive)" if run.exhausted else ""
-        parts.append(f"{run.label}: {run.schedules}{note}")
+    return runs
+
+
+def _report(
+    name: str, runs: list[Exploration], bad: Exploration | None, args: argparse.Namespace
+) -> str:
+    """One line per scenario (and its outcomes); a failure's counterexample, saved."""
+    from tests.interleavings import harness
+
+    parts = [
+        f"{run.label}: {run.schedules}{' (exhaustive)' if run.exhausted else ''}" for run in runs
+    ]
+    schedules, seconds = sum(run.schedules for run in runs), sum(run.seconds for run in runs)
     verdict = "PASS" if bad is None else "FAIL"
-    seconds = sum(run.seconds for run in runs)
     lines = [
-        f"{verdict}  {scenario.name:<20} {schedules:>6} schedules  {seconds:5.1f}s  "
-        + "; ".join(parts)
+        f"{verdict}  {name:<20} {schedules:>6} schedules  {seconds:5.1f}s  " + "; ".join(parts)
     ]
     if args.outcomes:
         seen: dict[str, int] = {}
@@ -168,10 +195,10 @@ def explore_one(name: str, args: argparse.Namespace) -> tuple[str, int, bool]:
             lines.append(f"        {count:>6} x {outcome}")
     if bad is not None and bad.failure is not None:
         path = harness.save_failure(bad, args.save)
-        lines.append(f"\n--- {scenario.name}: {bad.label} failed on schedule {bad.schedules}\n")
+        lines.append(f"\n--- {name}: {bad.label} failed on schedule {bad.schedules}\n")
         lines.append(harness.describe_failure(bad.failure))
         lines.append(f"\nsaved: {path}\nreplay: python tools/explore.py --replay {path}\n")
-    return "\n".join(lines), schedules, bad is None
+    return "\n".join(lines)
 
 
 def replay(path: Path) -> int:
