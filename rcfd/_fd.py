@@ -123,7 +123,12 @@ def _make_finalizer(
         # FINALIZE: step(s, n, 0, FINALIZE) is IGNORE for every state but OPEN
         # (tests/test_hot_path.py). (An FD caught in init's window, in a
         # forked child, is still UNINIT.)
-        if self._holders is no_borrows or self._closer is not None:
+        try:
+            if self._holders is no_borrows or self._closer is not None:
+                return
+        except AttributeError:
+            # FD() interrupted at its entry, before its first store (a signal
+            # handler that raised there): it never owned a number.
             return
         try:
             # First, so that it names the FD while it is still OPEN; but a
