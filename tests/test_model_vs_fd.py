@@ -26,7 +26,8 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 
 from model.lifecycle import FDModel
@@ -133,6 +134,29 @@ def test_model_keeps_its_guarantees() -> None:
     )
 
 
+# Rows that the random runs reach only rarely, so that a race that went the
+# other way (the runs follow whichever of a raced pair took effect first) can
+# leave them out: OPEN.FINALIZE came up about once in 150 runs, and one CI run
+# on a loaded machine missed it. These fixed runs go through them every time,
+# compared with the model like any run.
+FIXED_RUNS: tuple[tuple[Command, ...], ...] = tuple(
+    (Command(0, "init", "ok"), Command(1, "hold_borrow"), Command(2, "drop", order))
+    for order in ("", "holders-first")
+)
+
+
+@settings(max_examples=1, database=None, deadline=None, phases=[Phase.generate])
+@given(st.just(None))
+def _run_fixed(_: None) -> None:
+    for commands in FIXED_RUNS:
+        machine = ModelVsFD()
+        try:
+            for command in commands:
+                machine.perform(command)
+        finally:
+            machine.teardown()
+
+
 def test_production_fd_agrees_with_the_model() -> None:
     ModelVsFD.examples = ModelVsFD.steps = ModelVsFD.races = 0
     ModelVsFD.rows_seen.clear()
@@ -141,6 +165,7 @@ def test_production_fd_agrees_with_the_model() -> None:
     RealFD.expect_s = EXPECT_S
     start = time.monotonic()
     run_state_machine_as_test(ModelVsFD, settings=BUDGET)
+    _run_fixed()
     # The budget must keep reaching every row a program can reach: a change
     # to the rules or to Hypothesis that starves a row fails here, not silently.
     reachable = {row.id for row in rows()} - unreachable_rows().keys()
