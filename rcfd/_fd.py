@@ -606,6 +606,8 @@ class FD:
         """In a forked child: forget the lock (a vanished thread may hold it)
         and the borrows of every thread but `me`, settle a close the fork cut.
         True if a close is left to finish once every FD is repaired."""
+        if not hasattr(self, "_holders"):
+            return False  # never initialized (FD() cut at its entry): as __del__
         # On the no-GIL path an initialized FD needs its lock for every borrow.
         fresh = _nogil.ENABLED and self._holders is not _NO_BORROWS
         self._lock = _RLock() if fresh else None

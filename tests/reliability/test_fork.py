@@ -85,6 +85,27 @@ def test_child_can_use_and_close_an_fd_borrowed_and_locked_by_parent_threads(kin
     assert len(closer.calls) == 1
 
 
+def test_a_never_initialized_fd_alive_at_the_fork_does_not_stop_the_repair() -> None:
+    # FD() interrupted at its entry leaves an object with no field set, kept
+    # alive by the exception's traceback (FD.__new__ alone makes the same).
+    # The hook must pass over it and still repair the FDs after it.
+    half = rcfd.FD.__new__(rcfd.FD)
+    fd, closer = open_fd()
+    held = HeldBorrow(fd)
+
+    def child() -> None:
+        assert fd.borrow_count == 0  # the other thread's borrow was dropped
+        fd.close()  # nothing to wait for
+        assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+    try:
+        in_child(child)
+    finally:
+        held.end()
+    del half
+    fd.close(timeout=WAIT)
+
+
 def test_child_finishes_a_close_that_waited_for_a_parent_thread() -> None:
     fd, closer = open_fd()
     held = HeldBorrow(fd)
