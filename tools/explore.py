@@ -141,7 +141,8 @@ def explore_one(name: str, args: argparse.Namespace) -> tuple[str, int, bool]:
     scenario = BY_NAME[name]
     runs = _search(scenario, args)
     bad = next((run for run in runs if run.failure is not None), None)
-    return _report(scenario.name, runs, bad, args), sum(run.schedules for run in runs), bad is None
+    schedules = sum(run.schedules for run in runs)
+    return _report(scenario.name, runs, schedules, bad, args), schedules, bad is None
 
 
 def _search(scenario: Scenario, args: argparse.Namespace) -> list[Exploration]:
@@ -174,7 +175,11 @@ def _search(scenario: Scenario, args: argparse.Namespace) -> list[Exploration]:
 
 
 def _report(
-    name: str, runs: list[Exploration], bad: Exploration | None, args: argparse.Namespace
+    name: str,
+    runs: list[Exploration],
+    schedules: int,
+    bad: Exploration | None,
+    args: argparse.Namespace,
 ) -> str:
     """One line per scenario (and its outcomes); a failure's counterexample, saved."""
     from tests.interleavings import harness
@@ -182,7 +187,7 @@ def _report(
     parts = [
         f"{run.label}: {run.schedules}{' (exhaustive)' if run.exhausted else ''}" for run in runs
     ]
-    schedules, seconds = sum(run.schedules for run in runs), sum(run.seconds for run in runs)
+    seconds = sum(run.seconds for run in runs)
     verdict = "PASS" if bad is None else "FAIL"
     lines = [
         f"{verdict}  {name:<20} {schedules:>6} schedules  {seconds:5.1f}s  " + "; ".join(parts)
