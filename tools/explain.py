@@ -54,7 +54,8 @@ def render(result: Replay, events: bool = False) -> str:
     lines = ["\n".join(out), ""]
     for v in result.violations:
         where = "at the end" if v.step > result.steps else f"at step {v.step}"
-        lines.append(f"BROKEN {where}: {v.message}")
+        message = v.message.removeprefix(f"{where}: ")  # a check may say where itself
+        lines.append(f"BROKEN {where}: {message}")
     if not result.violations:
         lines.append("no guarantee broken")
     if events or result.violations:
