@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `mutants` and `tools` imp
     sys.path.insert(0, str(ROOT))
 
 from mutants import CATALOG, find  # noqa: E402
-from mutants._harness import GUARANTEES, Replay, replay  # noqa: E402
+from mutants._harness import GUARANTEES, Replay, Violation, replay  # noqa: E402
 from mutants._mutant import Mutant, apply  # noqa: E402
 from mutants._paths import NAMES, PATHS, Analysis, not_run, paths_run  # noqa: E402
 from tools.mutation import assert_uses_copy, copy_tree, environment  # noqa: E402
@@ -52,7 +53,7 @@ def render(result: Replay, events: bool = False) -> str:
     ]
     out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     lines = ["\n".join(out), ""]
-    for v in result.violations:
+    for v in sorted(result.violations, key=_in_order):
         where = "at the end" if v.step > result.steps else f"at step {v.step}"
         message = v.message.removeprefix(f"{where}: ")  # a check may say where itself
         lines.append(f"BROKEN {where}: {message}")
@@ -61,6 +62,12 @@ def render(result: Replay, events: bool = False) -> str:
     if events or result.violations:
         lines += ["", "every event (the #n above), with the FD's state after it:", result.timeline]
     return "\n".join(lines)
+
+
+def _in_order(v: Violation) -> tuple[int, int]:
+    """Where a violation happened: its step, then its event (`at #N`; else last)."""
+    event = re.match(r"at #(\d+)", v.message)
+    return v.step, int(event[1]) if event else sys.maxsize
 
 
 def inside(name: str, events: bool) -> int:
