@@ -7,6 +7,8 @@ that now fails on the unmodified code would "kill" every mutant.
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import json
 import sys
 from pathlib import Path
@@ -117,3 +119,28 @@ def test_verify_records_its_times_only_when_every_check_passed_on_an_unchanged_t
     assert run(edit) == 0
     assert not record.exists()
     assert "the tree changed while verify ran" in capsys.readouterr().out
+
+
+def test_the_copy_holds_every_module_the_checks_import() -> None:
+    """The copy a mutant runs in leaves out UNCOPIED; verify ran where nothing
+    is left out. A module of the checks missing from the copy fails its
+    import in every mutant's copy alike, and with a verify's times (no run on
+    the unmutated copy) that failure would "kill" every mutant it reaches."""
+    root = Path(verify.ROOT)
+    imported: dict[str, str] = {}
+    for folder in ("tests", "tools", "mutants", "model", "conformance", "examples"):
+        for source in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(source.read_text())):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import)
+                    else [node.module] if isinstance(node, ast.ImportFrom)
+                    and node.module and not node.level else []
+                )  # fmt: skip
+                for name in names:
+                    imported.setdefault(name.partition(".")[0], str(source.relative_to(root)))
+    left_out = {
+        top: where
+        for top, where in imported.items()
+        if (root / top).is_dir() and any(fnmatch.fnmatch(top, p) for p in verify.UNCOPIED)
+    }
+    assert not left_out, f"imported by the checks, not copied for a mutant: {left_out}"
