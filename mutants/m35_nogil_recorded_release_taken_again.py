@@ -22,9 +22,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_nogil.py",
-            "if not done:\n    _drop(fd, holders, tid, done)\n_decide(fd)\n",
-            "_drop(fd, holders, tid, done)  # mutant: the release was interrupted: do it again\n"
-            "_decide(fd)\n",
+            "if not done:\n    give_back(fd, holders, tid, done)\nelse:\n    _decide(fd)\n",
+            "give_back(fd, holders, tid, done)  # mutant: the release was interrupted: do it again\n",
         ),
     ),
     scenario=Scenario(

@@ -13,7 +13,7 @@ MUTANT = Mutant(
         "only when it dropped looks tidy: a recorded drop means the interrupted "
         "release got past it, and the decision resumes itself after an interrupt "
         "inside it. But between the drop and the decision's own handler lie check "
-        "points (the lock's `with` ending, _drop returning, _decide starting): an "
+        "points (the lock's `with` ending, _decide starting): an "
         "interrupt there leaves the decision unmade, and if that release was the "
         "last borrow nobody else will make it. The close never runs, the FD stays "
         "CLOSING for good, and close() never returns, even with a timeout: the "
@@ -24,10 +24,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_nogil.py",
-            "if not done:\n    _drop(fd, holders, tid, done)\n_decide(fd)\n",
+            "if not done:\n    give_back(fd, holders, tid, done)\nelse:\n    _decide(fd)\n",
             "if not done:\n"
-            "    _drop(fd, holders, tid, done)\n"
-            "    _decide(fd)  # mutant: a recorded drop was decided on already\n",
+            "    give_back(fd, holders, tid, done)  # mutant: a recorded drop was decided on already\n",
         ),
     ),
     scenario=Scenario(

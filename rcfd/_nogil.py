@@ -62,20 +62,9 @@ def take(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
 
 def give_back(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
     """RELEASE: drop `tid`'s borrow (recorded in `done`), then, once a close
-    froze the holders, let the close decide whether this was the last one."""
-    _drop(fd, holders, tid, done)
-    _decide(fd)
-
-
-def give_back_again(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
-    """After an interrupt in give_back: drop the borrow if it was not dropped
-    (`done` empty), and decide in any case (idempotent)."""
-    if not done:
-        _drop(fd, holders, tid, done)
-    _decide(fd)
-
-
-def _drop(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
+    began, let it decide whether this was the last one. Up to the decision
+    this reaches no deeper into the stack than `take` did: a borrow taken at
+    the recursion limit is given back there too (specs/cpython.md)."""
     lock = fd._lock
     assert lock is not None  # a borrow was taken: the FD is initialized
     with lock:
@@ -85,6 +74,17 @@ def _drop(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
             closing = fd._closer  # frozen: a tombstone, `released += (tid,)` as on the GIL path
             assert closing is not None
             done.extend(map(closing.released.__iadd__, ((tid,),)))
+    if fd._closer is not None:  # (no close, nothing to decide: no call)
+        _decide(fd)
+
+
+def give_back_again(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
+    """After an interrupt in give_back: drop the borrow if it was not dropped
+    (`done` empty), and decide in any case (idempotent)."""
+    if not done:
+        give_back(fd, holders, tid, done)
+    else:
+        _decide(fd)
 
 
 def _decide(fd: FD) -> None:

@@ -626,3 +626,42 @@ def test_a_borrow_shared_by_two_threads_keeps_the_count_exact() -> None:
     assert fd.borrow_count == 0
     fd.close(timeout=WAIT)
     assert len(closer.calls) == 1
+
+
+def _runaway(fd: rcfd.FD, how: str) -> Callable[[int], object]:
+    """A recursion through fd's borrows that never ends: each level borrows,
+    and calls the next inside its borrow, until the recursion limit."""
+
+    def walk(rawfd: int) -> object:
+        if how == "do":
+            return fd.do(walk)
+        with fd.borrow() as number:
+            return walk(number)
+
+    return walk
+
+
+def _at_depth(extra: int, call: Callable[[], object]) -> object:
+    return _at_depth(extra - 1, call) if extra else call()
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="3.11 counts C calls against the recursion limit: a release's remove() "
+    "needs a level more than its insert (specs/cpython.md, 'The recursion limit')",
+)
+@pytest.mark.parametrize("how", ["do", "with"])
+def test_a_runaway_recursion_through_borrows_gives_every_borrow_back(how: str) -> None:
+    """A borrow taken at the recursion limit is given back there too: the
+    release reaches no deeper than the entry did. Before, the no-GIL path's
+    release went a call deeper, failed with RecursionError (and so did its
+    retry), and left the borrow counted for good: a close from this thread
+    was then refused as a close inside its own borrow, from any other it
+    waited forever. Each extra frame shifts where the limit falls."""
+    fd, closer = open_fd()
+    for extra in range(4):
+        with pytest.raises(RecursionError):
+            _at_depth(extra, lambda: _runaway(fd, how)(0))
+        assert fd.borrow_count == 0, f"{extra} extra frame(s): a borrow is left counted"
+    fd.close(timeout=WAIT)
+    assert len(closer.calls) == 1
