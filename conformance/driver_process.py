@@ -114,15 +114,11 @@ class DriverProcess:
         """Take every event already received (after `end`: the trace's last
         reports, written before its reply, so none can come later)."""
         taken: list[Report] = []
-        while True:
-            try:
-                got = self.events.get_nowait()
-            except queue.Empty:
-                return taken
-            if got is None:
-                self.events.put(None)
-                return taken
-            taken.append(got)
+        with contextlib.suppress(queue.Empty):
+            while (got := self.events.get_nowait()) is not None:
+                taken.append(got)
+            self.events.put(None)  # the end stays for every later wait
+        return taken
 
     def kill(self) -> None:
         """Kill the driver at once, without asking it to end the trace (after a
