@@ -152,8 +152,6 @@ class RcfdThreads:
         self.report = sink
         self.held: list[Generator[int, None, None]] = []  # suspended generators holding borrows
         self.graveyard: list[rcfd.FD] = []  # finalized by hand: kept until shutdown
-        self.close_func_calls = 0
-        self.on_closing_calls = 0
         self.raw_closed = False
         # The ResourceWarning filter of a drop ("error": the finalizer raises it).
         self.drop_warnings: Literal["always", "error"] = "always"
@@ -200,7 +198,6 @@ class RcfdThreads:
             if fd is not None and (fd.borrow_count or fd.state is not rcfd.State.CLOSING):
                 self.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
             del fd
-        self.close_func_calls += 1
         self.history.log("close_func", f"rawfd={rawfd}")
         raises = does == "raises"
         if does == "pauses":
@@ -221,7 +218,6 @@ class RcfdThreads:
             if fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count:
                 self.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
             del fd
-        self.on_closing_calls += 1
         self.history.log("on_closing", f"rawfd={rawfd}")
         error = OnClosingError("on_closing failed (as the trace asked)")
         raises = pauses and self.pause("on_closing") == "raise"
@@ -348,14 +344,15 @@ class RcfdThreads:
                 closing = fd._closer
                 waiting = 0 if closing is None else closing.waiting_closers()
             del fd
-        said = [ev.detail for ev in list(self.history.events) if ev.what == "warning"]
+        events = list(self.history.events)  # close_func and on_closing each log once a call
+        said = [ev.detail for ev in events if ev.what == "warning"]
         unclosed = f"ResourceWarning: unclosed <rcfd.FD OPEN fd={self.rawfd} "
         failed = "RuntimeWarning: rcfd: close_func raised"
         return {
             "state": state,
             "borrows": borrows,
-            "close_func_calls": self.close_func_calls,
-            "on_closing_calls": self.on_closing_calls,
+            "close_func_calls": sum(ev.what == "close_func" for ev in events),
+            "on_closing_calls": sum(ev.what == "on_closing" for ev in events),
             "closers_waiting": waiting,
             "registry": {k: getattr(stats, k) for k in (*COUNTS, "in_flight")},
             "resource_warnings": sum(1 for w in said if w.startswith(unclosed)),
