@@ -107,19 +107,17 @@ class Analysis:
             around = _enclosing(self.functions, file, line)
             return line not in dead[file] and (around is None or around in live)
 
-        changed = True
-        while changed:
-            changed = False
-            for f in self.functions:
-                if f in live or f.first in dead[f.file]:
-                    continue
-                if not f.by_reference() or any(
-                    f.referenced_by(spelled) and runs(file, line)
-                    and not (file == f.file and f.first <= line <= f.last)
-                    for file, line, spelled in self.references
-                ):  # fmt: skip
-                    live.add(f)
-                    changed = True
+        def reached(f: Function) -> bool:
+            """Not in a dead branch, and an entry point or referenced from code
+            run outside itself."""
+            return f.first not in dead[f.file] and (not f.by_reference() or any(
+                f.referenced_by(spelled) and runs(file, line)
+                and not (file == f.file and f.first <= line <= f.last)
+                for file, line, spelled in self.references
+            ))  # fmt: skip
+
+        while added := {f for f in self.functions if f not in live and reached(f)}:
+            live |= added
         return live
 
     def dead_on_both(self) -> list[str]:
