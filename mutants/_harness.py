@@ -231,8 +231,7 @@ class _Replayer(RcfdThreads):
             gc.collect()
         elif armed == where:
             del self.armed[worker.index]
-            self.report(Report("paused", thread=worker.index, result=f"preempted {where}"))
-            worker.serve("end_callback")
+            self.pause(f"preempted {where}")
 
     def call(self, worker: Worker, call_id: int, call: str, arg: str) -> str:
         fd = self.fd
