@@ -42,8 +42,11 @@ class DriverProcess:
         self.events: queue.SimpleQueue[Report | None] = queue.SimpleQueue()
         self.stderr: deque[str] = deque(maxlen=40)  # the driver's last words, for messages
         self.broken: str | None = None
+        assert self.proc.stderr is not None
         threading.Thread(target=self._read, name="driver-stdout", daemon=True).start()
-        threading.Thread(target=self._read_stderr, name="driver-stderr", daemon=True).start()
+        threading.Thread(
+            target=self.stderr.extend, args=(self.proc.stderr,), name="driver-stderr", daemon=True
+        ).start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -62,11 +65,6 @@ class DriverProcess:
         self.broken = self.broken or "driver closed its stdout (exited?)"
         self.replies.put(None)
         self.events.put(None)
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line.rstrip("\n"))
 
     # -- requests ----------------------------------------------------------
 

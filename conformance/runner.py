@@ -101,7 +101,7 @@ def run(
             try:
                 outcomes.append(replay(driver, trace, expect_s, exitfirst))
             except DriverError as exc:
-                tail = list(driver.stderr)[-10:]
+                tail = [line.rstrip("\n") for line in list(driver.stderr)[-10:]]
                 outcomes.append(
                     Outcome(trace["name"], trace["guarantees"], "FAIL", 0, [str(exc), *tail])
                 )
