@@ -83,7 +83,8 @@ class World:
     fd: FD | None = None
     # Looked up at call time, so that inside a run it is interleave-test's Event.
     gate: threading.Event = field(default_factory=lambda: threading.Event())
-    registry: LifetimeRegistry | None = None  # what a tracker passes (made inside the run)
+    # What a tracker passes, made with the World, inside the run (its lock is modelled).
+    registry: LifetimeRegistry = field(default_factory=LifetimeRegistry)
     held: list[Generator[int, None, None]] = field(default_factory=list)
 
     def who(self) -> str:
@@ -207,7 +208,6 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
     def run_scenario(world: World) -> list[str]:
         on_closing = world.on_closing if scenario.on_closing else None
         assert not (scenario.uninit and on_closing), "FD() takes no on_closing: init does"
-        world.registry = LifetimeRegistry()
         if scenario.uninit:
             world.fd = fd = FD()  # init is the actors' to call
         else:
@@ -244,7 +244,7 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
 def _log_registry(world: World) -> None:
     """A tracker's registry: "main" if its track_lifetime() succeeded."""
     calls = Run(world.history).calls("track_lifetime")
-    if world.registry is None or not calls:
+    if not calls:
         return
     with it.no_interleave():
         stats = world.registry.fd_stats()

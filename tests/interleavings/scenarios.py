@@ -69,9 +69,7 @@ def initer(rawfd: int = RAWFD) -> Body:
 
 
 def tracker(w: World) -> None:
-    registry = w.registry
-    assert registry is not None  # model_for makes it before it starts any actor
-    w.call("track_lifetime()", lambda: w.the_fd().track_lifetime(registry))
+    w.call("track_lifetime()", lambda: w.the_fd().track_lifetime(w.registry))
 
 
 def finalizer(w: World) -> None:
