@@ -23,7 +23,7 @@ MUTANT = Mutant(
         Edit(
             "rcfd/_nogil.py",
             "if not done:\n    give_back(fd, holders, tid, done)\nelse:\n    _decide(fd)\n",
-            "give_back(fd, holders, tid, done)  # mutant: the release was interrupted: do it again\n",
+            "give_back(fd, holders, tid, done)  # mutant: interrupted, so release again\n",
         ),
     ),
     scenario=Scenario(

@@ -26,7 +26,7 @@ MUTANT = Mutant(
             "rcfd/_nogil.py",
             "if not done:\n    give_back(fd, holders, tid, done)\nelse:\n    _decide(fd)\n",
             "if not done:\n"
-            "    give_back(fd, holders, tid, done)  # mutant: a recorded drop was decided on already\n",
+            "    give_back(fd, holders, tid, done)  # mutant: a recorded drop was decided\n",
         ),
     ),
     scenario=Scenario(
