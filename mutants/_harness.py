@@ -410,7 +410,8 @@ class _Replayer(RcfdThreads):
                 continue
             if report.kind == "paused":
                 self.paused[report.thread] = report.result
-                self.note(f"T{report.thread}", f"({report.result} pauses)")
+                what = report.result  # a callback ("close_func"), or "preempted <where>"
+                self.note(f"T{report.thread}", f"({what})" if " " in what else f"({what} pauses)")
             elif report.kind == "returned" and report.call_id in self.open.get(report.thread, []):
                 self.open[report.thread].remove(report.call_id)
             elif report.kind == "returned":
@@ -449,7 +450,7 @@ class _Replayer(RcfdThreads):
         events = self.history.events
         for i in range(start, end):
             ev = events[i]
-            detail = ev.detail or _ENDED.get(ev.what, "")
+            detail = ev.detail or _NO_DETAIL.get(ev.what, "")
             text = _SHOWN.get(ev.what, "").format(detail=detail)
             if text:
                 cells.setdefault(ev.who if ev.who != "main" else "harness", []).append(text)
@@ -479,9 +480,10 @@ def fns_running_at_close_func(run: Run) -> list[str]:
             for c in run.of("close_func") for f in run.of("fn") if f.open_at(c.begin)]  # fmt: skip
 
 
-# How each event shows in a row of the timeline ("" not shown there).
-# An end logged with no detail returned; one that raised says so ("raised ...").
-_ENDED = {"fn_end": "returns", "close_func_end": "returns"}
+# How each event shows in a row of the timeline ("" not shown there), and
+# what one logged with no detail shows: an end that returned (one that raised
+# says so, "raised ..."), a freeze that froze (else "not frozen").
+_NO_DETAIL = {"fn_end": "returns", "close_func_end": "returns", "freeze": "holders frozen"}
 _SHOWN = {
     "call": "{detail}",
     "return": "-> {detail}",
@@ -490,7 +492,7 @@ _SHOWN = {
     "close_func": "close_func runs",
     "close_func_end": "close_func {detail}",
     "on_closing": "on_closing",
-    "freeze": "(freeze{detail})",
+    "freeze": "(freeze: {detail})",
     "interrupt": "(interrupted {detail})",
     "drop": "FD dropped ({detail}); gc.collect()",
     "warning": "{detail}",
