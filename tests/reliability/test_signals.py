@@ -14,10 +14,12 @@ import os
 import queue
 import random
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import cast
 
 import pytest
@@ -163,10 +165,14 @@ class Hammer:
 
     def __init__(self) -> None:
         self.armed = threading.Event()  # main is in its loop: a signal may come
-        # Read and written only in the main thread (by the loop and by the
-        # handler, which runs there): True while one KeyboardInterrupt is wanted.
+        # Read and written only in the main thread (by the loop, the handler and
+        # the unraisable hook, which run there): True while one KeyboardInterrupt
+        # is wanted. The handler clears it as it raises, so a SIGINT that comes
+        # while main recovers from the first is ignored: the guarantees hold for
+        # one interrupt at a time (specs/cpython.md, "Signals").
         self.live = False
         self.caught = threading.Event()  # main caught it and checked everything
+        self.resend = threading.Event()  # the interrupt died in a finalizer: send another
         self.stop = threading.Event()
         self.errors: list[BaseException] = []
         self.swallowed = 0
@@ -183,11 +189,14 @@ class Hammer:
                 assert MAIN is not None
                 signal.pthread_kill(MAIN, signal.SIGINT)
                 # A KeyboardInterrupt that lands in a __del__ (the collector runs
-                # finalizers in the main thread) is printed and dropped by
-                # CPython, never reaching the loop: send another.
-                while not self.caught.wait(0.05):
-                    self.swallowed += 1
-                    signal.pthread_kill(MAIN, signal.SIGINT)
+                # finalizers in the main thread) is dropped by CPython, never
+                # reaching the loop; unraisable() rearms the handler: send another.
+                # (Not on a timer: on a loaded machine a second SIGINT would land
+                # while main still recovers from the first.)
+                while not self.caught.wait(0.01):
+                    if self.resend.is_set():
+                        self.resend.clear()
+                        signal.pthread_kill(MAIN, signal.SIGINT)
                 self.caught.clear()
         except BaseException as exc:
             self.errors.append(exc)
@@ -237,6 +246,10 @@ class Helper:
         assert self.done.wait(WAIT)
 
 
+def _nested(fd: rcfd.FD, fn: Callable[[int], None], _: int) -> None:
+    fd.do(fn)
+
+
 def _work(fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper]) -> None:
     """Loops until the signal arrives; every FD it makes is recorded in `fds`."""
     noop: Callable[[int], None] = lambda _: None  # noqa: E731
@@ -246,8 +259,13 @@ def _work(fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper]) -> No
         fd, closer = open_fd()
         fds.append((fd, closer))
         fd.do(noop)
-        with fd.borrow():
-            fd.do(noop)
+        # Nested in do(), not in `with fd.borrow()`: an interrupt as a `with`
+        # calls Borrow.__exit__, before its first line, leaves that borrow
+        # counted, a limit of any context manager written in Python
+        # (specs/cpython.md, "Signals"). With a `with` here this failed about
+        # one run in fifteen on 3.11; test_interrupt_points covers every other
+        # point of Borrow.
+        fd.do(partial(_nested, fd, noop))
         if i % 8 == 0:
             # close() that waits for a borrow held by another thread; the
             # helper returns on its own shortly, which ends the wait.
@@ -256,22 +274,28 @@ def _work(fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper]) -> No
         fd.close()
 
 
-# A SIGINT that lands in a finalizer (FD.__del__'s entry, a WeakSet's
-# callback) is printed and dropped by CPython, not raised (specs/cpython.md,
-# "Signals"): expected here, and only an interrupt raised by this handler.
-@pytest.mark.filterwarnings(
-    "ignore:(?s).*raise KeyboardInterrupt:pytest.PytestUnraisableExceptionWarning"
-)
 def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
     hammer = Hammer()
 
     def handler(signum: int, frame: object) -> None:
-        # Only while the loop runs: a re-sent SIGINT that arrives after the loop
-        # caught its interrupt (main was slow to say so) is ignored, so no
-        # interrupt escapes into the checks or the test run. (One swallowed by
-        # a __del__ leaves `live` set, and the re-sent one ends the loop.)
+        # One interrupt per round, while the loop runs: none escapes into the
+        # checks or the test run, and none lands in the recovery from the first.
         if hammer.live:
+            hammer.live = False
             raise KeyboardInterrupt
+
+    earlier_hook = sys.unraisablehook
+
+    def unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+        # The round's interrupt landed in a finalizer (FD.__del__'s entry, a
+        # WeakSet's callback), where CPython reports it as unraisable instead
+        # of raising it (specs/cpython.md, "Signals"): rearm, ask for another.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hammer.swallowed += 1
+            hammer.live = True
+            hammer.resend.set()
+        else:
+            earlier_hook(unraisable)
 
     # Daemons: if the test fails, a thread left waiting must not hang pytest.
     sender = threading.Thread(target=hammer.sender, daemon=True)
@@ -279,6 +303,7 @@ def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
     server.start()
     checked = 0
     old = signal.signal(signal.SIGINT, handler)
+    sys.unraisablehook = unraisable
     sender.start()
     try:
         for _ in range(SIGNALS):
@@ -318,7 +343,11 @@ def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
         hammer.caught.set()
         sender.join(WAIT)
         signal.signal(signal.SIGINT, old)
+        sys.unraisablehook = earlier_hook
         Helper.tasks.put(None)
         server.join(WAIT)
     assert hammer.errors == []
-    print(f"\nsignals: {SIGNALS} SIGINTs at random moments, {checked} FDs checked")
+    print(
+        f"\nsignals: {SIGNALS} SIGINTs at random moments, {checked} FDs checked, "
+        f"{hammer.swallowed} interrupts dropped in a finalizer and sent again"
+    )
