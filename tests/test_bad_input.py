@@ -119,7 +119,7 @@ def test_constructor_refuses_bad_arguments(
     args: tuple[object, ...], kwargs: dict[str, object], error: type[Exception], message: str
 ) -> None:
     constructor: Any = rcfd.FD
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=f"^FD: {message}"):  # names the call (check_init's `call`)
         constructor(*args, **kwargs)
 
 
