@@ -51,14 +51,14 @@ def probe(call: str, depth: int) -> str:
     read, write = os.pipe()
     gate, wake = os.pipe()
     fd = rcfd.FD(read)
-    calls: dict[str, Callable[[], object]] = {
-        "close": fd.close,
-        "detach": lambda: os.close(fd.detach()),
-        "release that decides": _deciding_release(fd, gate, wake),
-    }
+    act: Callable[[], object] = fd.close
+    if call == "detach":
+        act = lambda: os.close(fd.detach())  # noqa: E731
+    elif call == "release that decides":
+        act = _deciding_release(fd, gate, wake)  # starts its closer here, not at the limit
     with contextlib.suppress(RecursionError):
-        _at(depth, calls[call])
-    os.write(wake, b"x")  # the closer of the release case, if it never started
+        _at(depth, act)
+    os.write(wake, b"x")  # the release case's closer, if the borrow never started it
     done = threading.Event()
 
     def close_later() -> None:
