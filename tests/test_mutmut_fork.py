@@ -175,11 +175,14 @@ def test_the_fork_hook_reports_no_error_in_a_child_with_borrow_objects(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Kills _fd.xǁBorrowǁ_after_fork__mutmut_12 (a Borrow reported as a close
-    # left to finish): the hook then calls a method a Borrow lacks, in the
-    # child, where CPython swallows the error as unraisable, and the FDs after
-    # it in the hook's list are never finished.
+    # left to finish) and _fd.xǁFDǁ_after_fork__mutmut_8 (the same of a
+    # never-initialized FD, FD() cut at its entry or FD.__new__ alone): the
+    # hook then reads what the object lacks, in the child, where CPython
+    # swallows the error as unraisable, and the FDs after it in the hook's
+    # list are never finished.
     seen: list[object] = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)  # the child inherits it
+    half = rcfd.FD.__new__(rcfd.FD)
     fd = rcfd.FD(os.eventfd(0), CountingClose())
     idle = fd.borrow()  # never entered
 
@@ -187,27 +190,6 @@ def test_the_fork_hook_reports_no_error_in_a_child_with_borrow_objects(
         assert seen == [], seen
         assert fd.borrow_count == 1  # this thread's borrow, kept
         assert idle._tid == 0
-
-    with fd.borrow():
-        in_child(child)
-    fd.close()
-
-
-def test_the_fork_hook_reports_no_error_in_a_child_with_a_never_initialized_fd(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Kills _fd.xǁFDǁ_after_fork__mutmut_8 (a never-initialized FD, FD() cut
-    # at its entry or FD.__new__ alone, reported as a close left to finish):
-    # the hook's second pass then reads its missing close record, in the
-    # child, where CPython swallows the error as unraisable.
-    seen: list[object] = []
-    monkeypatch.setattr(sys, "unraisablehook", seen.append)  # the child inherits it
-    half = rcfd.FD.__new__(rcfd.FD)
-    fd = rcfd.FD(os.eventfd(0), CountingClose())
-
-    def child() -> None:
-        assert seen == [], seen
-        assert fd.borrow_count == 1  # this thread's borrow, kept
 
     with fd.borrow():
         in_child(child)
