@@ -9,7 +9,8 @@ from textwrap import indent
 
 # The release after a borrow, as each inline copy writes it (specs/rcfd.md,
 # "Signals"): a remove while OPEN; once frozen, a tombstone, then the check
-# that may run the close (again after an interrupt).
+# that may run the close (again after an interrupt; in a new thread if the
+# retry meets the recursion limit).
 RELEASE = (
     "try:\n"
     "    holders.remove(tid)\n"
@@ -20,7 +21,10 @@ RELEASE = (
     "    try:\n"
     "        closing.release(fd)\n"
     "    except BaseException:\n"
-    "        closing.release(fd)\n"
+    "        try:\n"
+    "            closing.release(fd)\n"
+    "        except RecursionError:\n"
+    "            _start_new_thread(closing.rescue, (fd,))\n"
     "        raise\n"
 )
 

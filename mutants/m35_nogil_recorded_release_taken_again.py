@@ -22,8 +22,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_nogil.py",
-            "if not done:\n    give_back(fd, holders, tid, done)\nelse:\n    _decide(fd)\n",
-            "give_back(fd, holders, tid, done)  # mutant: interrupted, so release again\n",
+            "if not done:\n    give_back(fd, holders, tid, done)\n    return\n",
+            "give_back(fd, holders, tid, done)  # mutant: interrupted, so release again\n"
+            "return\n",
         ),
     ),
     scenario=Scenario(

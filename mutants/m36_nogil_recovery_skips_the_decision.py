@@ -24,9 +24,8 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_nogil.py",
-            "if not done:\n    give_back(fd, holders, tid, done)\nelse:\n    _decide(fd)\n",
-            "if not done:\n"
-            "    give_back(fd, holders, tid, done)  # mutant: a recorded drop was decided\n",
+            "    return\ntry:\n    _decide(fd)\n",
+            "    return\ntry:\n    pass  # mutant: a recorded drop was decided\n",
         ),
     ),
     scenario=Scenario(

@@ -19,7 +19,9 @@ Invariants:
   exactly one caller claims (ZERO in DRAINING, under the lock), and only
     it (`claimer`) calls close_func, finishes, and resumes after an interrupt;
     the finalizer's close, the owner's own zero check and a forked child's
-    repair claim through the same step;
+    repair claim through the same step; a claimer stopped by the recursion
+    limit gives the claim up (claimer 0 past DRAINING) to the new thread
+    `rescue` runs in, which resumes the run;
   how: set before the effect it names (close_func called, number handed
     over), so a resumed run never repeats it;
   wakers: appended only before FINISHED (a WAIT under the lock sees CLOSING),
@@ -38,6 +40,7 @@ Invariants:
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import threading
 import warnings
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from rcfd._fd import FD
 
 _get_ident = threading.get_ident
+_start_new_thread = _thread.start_new_thread
 
 # The two transitions every close takes have no inputs but their stage: they
 # are read from close_step once, here, and applied as constants on the close
@@ -159,7 +163,7 @@ class Closing:
                 # Leave before the owner's release below, which may run the
                 # close: a detach is then not handed to nobody, and an error of
                 # close_func is warned, not lost.
-                joined.leave(fd, waker)
+                joined.give_up(fd, waker, False)  # LEAVE
                 raise
             finally:
                 if new.owner_borrowed and _nogil.ENABLED:
@@ -188,7 +192,10 @@ class Closing:
                         try:
                             closing.release(fd)
                         except BaseException:
-                            closing.release(fd)
+                            try:
+                                closing.release(fd)
+                            except RecursionError:  # (the recursion limit) see Closing.rescue
+                                _start_new_thread(closing.rescue, (fd,))
                             raise
                     # -- end release --
                 elif new.freeze:
@@ -205,7 +212,7 @@ class Closing:
         except BaseException:
             # (Signals rule) An interrupt after the release may come after a
             # detach handed the number to us: we leave, so close it.
-            joined.leave(fd, waker)
+            joined.give_up(fd, waker, False)  # LEAVE
             raise
         return joined
 
@@ -234,8 +241,8 @@ class Closing:
                 if new.claimer == me:
                     try:
                         new.run(fd)
-                    except BaseException:  # (Signals rule) resume once
-                        new.run(fd)
+                    except BaseException:  # (Signals rule) resume once, through
+                        new.release(fd)  # release: at the recursion limit it hands over
                         raise
                 elif new.freeze:  # a borrow ran at the freeze, or an interrupt came
                     try:
@@ -391,8 +398,8 @@ class Closing:
         if claimed:
             try:
                 new.run(fd)
-            except BaseException:  # (Signals rule) resume once after an interrupt
-                new.run(fd)
+            except BaseException:  # (Signals rule) resume once, through release:
+                new.release(fd)  # at the recursion limit it hands over
                 raise
         if new.deferred:
             new.settle(fd)
@@ -431,18 +438,42 @@ class Closing:
         thread claimed, without calling close_func a second time.
         """
         me = _get_ident()
-        if self.claimer != me:  # (only this thread can make it me)
-            lock = fd._guard()
-            if lock._is_owned():
-                # Re-entered inside one of this FD's locked steps on this thread (a
-                # finalizer or signal handler): that step decides once it is out.
-                self.deferred = True
-                return
-            with lock:
-                self._zero(fd, me)
-            if self.claimer != me:
-                return
-        self.run(fd)
+        try:
+            if self.claimer != me:  # (only this thread can make it me)
+                lock = fd._guard()
+                if lock._is_owned():
+                    # Re-entered inside one of this FD's locked steps on this thread (a
+                    # finalizer or signal handler): that step decides once it is out.
+                    self.deferred = True
+                    return
+                with lock:
+                    self._zero(fd, me)
+                if self.claimer != me:
+                    return
+            self.run(fd)
+        except RecursionError:
+            # (The recursion limit) The retry would fail again at this depth:
+            # a claim of ours is given up, for the new thread that rescue runs
+            # in (the retry then finds nothing to do).
+            if self.claimer == me:
+                self.claimer = 0
+            _start_new_thread(self.rescue, (fd,))
+            raise
+
+    def rescue(self, fd: FD) -> None:
+        """What a release cut by RecursionError left undone, in a new thread (it
+        starts at depth 0): take the claim given up (not DRAINING, and no
+        claimer), or send ZERO, then run the close from where it stopped.
+
+        (The recursion limit, specs/cpython.md) Unlike one after a signal, a
+        retry at the same depth fails again; the one call its handler can
+        still make is a C call, `_thread.start_new_thread(closing.rescue,
+        (fd,))`. Does nothing if nothing was left undone."""
+        me = _get_ident()
+        with fd._guard():
+            if self.stage is not DRAINING and not self.claimer:
+                self.claimer = me
+        self.release(fd)
 
     def settle(self, fd: FD) -> None:
         """Decide for a release deferred while this thread held the lock (call
@@ -529,22 +560,20 @@ class Closing:
         deadline (it bounds only the borrows); otherwise LEAVE, decided and
         done in one locked step: the caller leaves and the close goes on
         without it. The one way out for the waiters of close, aclose, detach."""
-        with fd._guard():
-            duty = close_step(self.stage, CloseEvent.GIVE_UP, fd.borrow_count, timed_out, False)
-            handed = duty.duty is Duty.LEAVE and self._unregister(waker)
+        try:
+            with fd._guard():
+                duty = close_step(self.stage, CloseEvent.GIVE_UP, fd.borrow_count, timed_out, False)
+                handed = duty.duty is Duty.LEAVE and self._unregister(waker)
+        except RecursionError:
+            # (The recursion limit) Its retry would fail the same way: a new
+            # thread leaves for the caller, or a detach's number goes to nobody.
+            _start_new_thread(self.give_up, (fd, waker, False))
+            raise
         if handed:
             fd._close_func(fd._rawfd)
         if self.deferred:
             self.settle(fd)
         return duty.duty
-
-    def leave(self, fd: FD, waker: Callable[[], None]) -> None:
-        """The caller that waited on `waker` leaves by an exception: unregister
-        it and close a number a detach already handed to it. Idempotent."""
-        with fd._guard():
-            handed = self._unregister(waker)
-        if handed:
-            fd._close_func(fd._rawfd)
 
     def _unregister(self, waker: Callable[[], None]) -> bool:
         """Forget `waker` (before FINISHED; after it, its call is harmless) and,
@@ -563,14 +592,14 @@ class Closing:
         """What a finished close gives the caller that waited on `waker`: the
         owner gets close_func's error, the number (detach) or -1; a waiter
         ClosedFDError, as the second close of a closed FD. The caller leaves
-        (leave) if anything else escapes, so a handed-over number is closed."""
+        (give_up) if anything else escapes, so a handed-over number is closed."""
         if self.owner_waker is not waker:
             raise fd._error(Outcome.REFUSE_CLOSED, call)
         if self.error is not None:
             raise self.error
         # handed_over stays set (written before the wake-up that let us read
         # it): if an interrupt comes before the number reaches our caller, the
-        # leave() it leads to still finds it, and closes it.
+        # give_up it leads to still finds it, and closes it.
         return fd._rawfd if self.handed_over else -1
 
     def waiting_closers(self) -> int:

@@ -31,7 +31,9 @@ call or have no check point between them. The release is written out where
 a borrow ends (FD.do, Borrow.__exit__, FD._release, the owner's release in
 rcfd._closing): each copy is marked "-- release (inline copy ...)", and
 tests/test_hot_path.py keeps the copies identical, because a call to a
-shared helper would add a check point before its first line.
+shared helper would add a check point before its first line. A retry that
+meets the recursion limit fails again at the same depth: its handler starts
+Closing.rescue in a new thread (specs/cpython.md, "The recursion limit").
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ T = TypeVar("T")
 # them (specs/cpython.md, "The GIL").
 
 _get_ident = threading.get_ident
+_start_new_thread = _thread.start_new_thread
 # What _guard makes each FD's lock with (cast once here: a call of cast per
 # lock would cost a Python call).
 _RLock = cast("Callable[[], _FDLock]", _thread.RLock)
@@ -333,7 +336,10 @@ class FD:
                     try:
                         closing.release(fd)
                     except BaseException:
-                        closing.release(fd)
+                        try:
+                            closing.release(fd)
+                        except RecursionError:  # (the recursion limit) see Closing.rescue
+                            _start_new_thread(closing.rescue, (fd,))
                         raise
                 # -- end release --
             if type(result) is CoroutineType:
@@ -582,7 +588,10 @@ class FD:
             try:
                 closing.release(fd)
             except BaseException:
-                closing.release(fd)
+                try:
+                    closing.release(fd)
+                except RecursionError:  # (the recursion limit) see Closing.rescue
+                    _start_new_thread(closing.rescue, (fd,))
                 raise
         # -- end release --
 
@@ -687,7 +696,10 @@ class Borrow:
                 try:
                     closing.release(fd)
                 except BaseException:
-                    closing.release(fd)
+                    try:
+                        closing.release(fd)
+                    except RecursionError:  # (the recursion limit) see Closing.rescue
+                        _start_new_thread(closing.rescue, (fd,))
                     raise
             # -- end release --
 

@@ -23,6 +23,7 @@ interrupted with `done` set is given back, a release interrupted with
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 import threading
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _get_ident = threading.get_ident
+_start_new_thread = _thread.start_new_thread
 
 ENABLED = os.environ.get("RCFD_NOGIL") == "1" or not getattr(
     sys, "_is_gil_enabled", lambda: True
@@ -83,8 +85,13 @@ def give_back_again(fd: FD, holders: array[int], tid: int, done: list[object]) -
     (`done` empty), and decide in any case (idempotent)."""
     if not done:
         give_back(fd, holders, tid, done)
-    else:
+        return
+    try:
         _decide(fd)
+    except RecursionError:  # (the recursion limit) see Closing.rescue
+        if fd._closer is not None:
+            _start_new_thread(fd._closer.rescue, (fd,))
+        raise
 
 
 def _decide(fd: FD) -> None:

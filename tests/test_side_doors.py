@@ -10,6 +10,7 @@ instead of hanging the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import gc
 import os
@@ -20,6 +21,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -27,7 +29,7 @@ import pytest
 import rcfd
 from rcfd import _fd
 from rcfd._closing import Closing
-from tests.support import WAIT, CountingClose, in_thread, open_fd
+from tests.support import WAIT, CountingClose, in_thread, open_fd, wait_until
 
 # -- 1. close_func calls back into its own FD ---------------------------------
 
@@ -665,3 +667,113 @@ def test_a_runaway_recursion_through_borrows_gives_every_borrow_back(how: str) -
         assert fd.borrow_count == 0, f"{extra} extra frame(s): a borrow is left counted"
     fd.close(timeout=WAIT)
     assert len(closer.calls) == 1
+
+
+# -- the recursion limit: a close's step that fails there, and its retry --------
+
+
+def _frames() -> int:
+    """How deep the calling frame is."""
+    depth, frame = 0, sys._getframe(1)
+    while frame.f_back is not None:
+        depth, frame = depth + 1, frame.f_back
+    return depth + 1
+
+
+def _call_at(extra: int, call: Callable[[], object]) -> None:
+    with contextlib.suppress(RecursionError):
+        _at_depth(extra, call)
+
+
+def _release_that_decides(fd: rcfd.FD) -> Callable[[], None]:
+    """A borrow whose release comes after another thread's close froze the
+    holders: it is the last borrow, so it must decide. Its body makes no
+    Python call (it runs at the limit); the closer is started here, at a
+    shallow depth, and waits for the borrow to let it go."""
+    entered = threading.Lock()  # released (a C call) once the borrow runs
+    entered.acquire()
+
+    def closer() -> None:
+        entered.acquire(timeout=WAIT)
+        with contextlib.suppress(TimeoutError, rcfd.ClosedFDError):
+            fd.close(timeout=WAIT)
+
+    threading.Thread(target=closer, daemon=True).start()
+
+    def body() -> None:
+        with fd.borrow():
+            entered.release()
+            while not (fd._closer and fd._closer.freeze):
+                pass
+
+    return body
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "close",
+        "detach",
+        pytest.param(
+            "release that decides",
+            marks=pytest.mark.skipif(
+                sys.version_info < (3, 12),
+                reason="3.11 counts C calls against the limit: a borrow's release "
+                "there needs a level more than its entry, and is not given back "
+                "(specs/cpython.md, 'The recursion limit')",
+            ),
+        ),
+    ],
+)
+def test_a_close_begun_at_the_recursion_limit_is_finished(call: str) -> None:
+    """A step of a close that RecursionError cuts after it took effect fails
+    again in the Signals rule's retry, at the same depth; before, that left
+    the FD CLOSING for good: a release that had to decide did not, a detach
+    kept the number open, and every later close waited forever, its
+    timeout included (specs/cpython.md, "The recursion limit"). Now a new
+    thread finishes what the retry could not. The call is made at every
+    depth from where it completes to where it cannot begin; after each, a
+    later close returns, the FD is CLOSED, and the number is closed (the
+    pipe's write end sees EPIPE), by rcfd or by the detach's caller: a
+    detach that fails there leaves, and its number is not handed to nobody."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(_frames() + 120)
+    try:
+        seen_open = 0
+        for extra in range(60, 120):
+            read, write = os.pipe()
+            fd = rcfd.FD(read)
+            number: list[int] = []
+
+            def detach(fd: rcfd.FD = fd, number: list[int] = number) -> None:
+                number[:] = (fd.detach(),)  # no call after it (3.11 counts C calls)
+
+            if call == "release that decides":
+                act: Callable[[], object] = _release_that_decides(fd)
+            else:
+                act = fd.close if call == "close" else detach
+            _call_at(extra, act)
+            if fd.state is rcfd.State.OPEN:  # the call could not begin at this depth
+                seen_open += 1
+                if call == "release that decides":
+                    _call_at(0, act)  # the closer waits: give it its borrow
+            thread, later = in_thread(partial(fd.close, timeout=WAIT / 4))
+            thread.join(WAIT)
+            assert later.done.is_set(), f"{call} at {extra} extra frames: a later close hangs"
+            left = f"{later.error!r}, {fd.borrow_count} borrow(s)"
+            assert fd.state is rcfd.State.CLOSED, f"{call} at {extra} extra frames: {left}"
+            for rawfd in number:
+                os.close(rawfd)
+            wait_until(partial(_read_end_closed, write), f"{call} at {extra}: number closed")
+            os.close(write)
+        assert seen_open, "the sweep never reached the depth where the call cannot begin"
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _read_end_closed(write: int) -> bool:
+    try:
+        os.write(write, b"x")
+    except BrokenPipeError:
+        return True
+    return False
