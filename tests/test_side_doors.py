@@ -714,6 +714,8 @@ def _release_that_decides(fd: rcfd.FD) -> Callable[[], None]:
     [
         "close",
         "detach",
+        "close with on_closing",
+        "detach with on_closing",
         pytest.param(
             "release that decides",
             marks=pytest.mark.skipif(
@@ -742,7 +744,7 @@ def test_a_close_begun_at_the_recursion_limit_is_finished(call: str) -> None:
         seen_open = 0
         for extra in range(60, 120):
             read, write = os.pipe()
-            fd = rcfd.FD(read)
+            fd = rcfd.FD(read, on_closing=os.fstat if "on_closing" in call else None)
             number: list[int] = []
 
             def detach(fd: rcfd.FD = fd, number: list[int] = number) -> None:
@@ -751,7 +753,7 @@ def test_a_close_begun_at_the_recursion_limit_is_finished(call: str) -> None:
             if call == "release that decides":
                 act: Callable[[], object] = _release_that_decides(fd)
             else:
-                act = fd.close if call == "close" else detach
+                act = fd.close if call.startswith("close") else detach
             _call_at(extra, act)
             if fd.state is rcfd.State.OPEN:  # the call could not begin at this depth
                 seen_open += 1
