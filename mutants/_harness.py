@@ -346,7 +346,7 @@ class _Replayer(RcfdThreads):
                 self.note(name, f"({step.action}: nothing paused)")
                 return
             del self.paused[index]
-            self.command(index, "end_callback", "return", settle=self.wait)
+            self.command(index, "end_callback", "return", may_block=False)
             return
         if step.interrupt not in ("", *INTERRUPT_POINTS):
             raise ValueError(f"step {self.step}: no interrupt point {step.interrupt!r}")
@@ -363,7 +363,7 @@ class _Replayer(RcfdThreads):
             if not self.workers[index].levels or self.workers[index].levels[-1] != "end_borrow":
                 self.note(name, f"({step.action}: not in a borrow)")
                 return
-            self.command(index, "end_borrow", step.action, settle=self.wait)
+            self.command(index, "end_borrow", step.action, may_block=False)
             return
         if self.fd is None and step.action != "drop":
             self.note(name, f"({step.action}: the FD was dropped)")
@@ -374,18 +374,21 @@ class _Replayer(RcfdThreads):
                 self.deadlines[index] = time.monotonic() + step.timeout
             else:
                 self.deadlines.pop(index, None)
-            self.command(index, "close", timeout, settle=SETTLE)
+            self.command(index, "close", timeout, may_block=True)
         elif step.action == "init":
-            self.command(index, "init", self.scenario.close_func, settle=SETTLE)
+            self.command(index, "init", self.scenario.close_func, may_block=True)
         else:
-            self.command(index, *COMMANDS[step.action], settle=self.wait)
+            self.command(index, *COMMANDS[step.action], may_block=False)
 
     def note(self, thread: str, text: str) -> None:
         self.notes.append((self.step, thread, text))
 
-    def command(self, index: int, call: str, arg: str, *, settle: float) -> None:
-        """Give worker `index` one command; wait (at most `settle`) until it
-        shows progress: a call of its returned, its fn was entered, or it paused."""
+    def command(self, index: int, call: str, arg: str, *, may_block: bool) -> None:
+        """Give worker `index` one command; wait until it shows progress (a call
+        of its returned, its fn was entered, or it paused): at most SETTLE, then
+        10 ms more for what comes meanwhile, for a call that may block for good;
+        at most the run's wait for any other."""
+        settle = SETTLE if may_block else self.wait
         self.ids += 1
         if call != "close":
             self.deadlines.pop(index, None)  # an await then waits for this call, up to WAIT
@@ -395,7 +398,7 @@ class _Replayer(RcfdThreads):
         self.workers[index].commands.put((self.ids, call, arg, None))
         if not self.wait_for(lambda: self.moved.get(index, 0) > moved, settle):
             self.note(f"T{index}", "(waiting)")
-        self.wait_for(lambda: False, 0.01 if settle == SETTLE else 0.0)  # take what came meanwhile
+        self.wait_for(lambda: False, 0.01 if may_block else 0.0)  # take what came meanwhile
 
     def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
         """Take reports until `done()` or `timeout` seconds passed."""
@@ -429,7 +432,7 @@ class _Replayer(RcfdThreads):
                 break
             for worker in ends:
                 self.paused.pop(worker.index, None)
-                self.command(worker.index, worker.levels[-1], "return", settle=SETTLE)
+                self.command(worker.index, worker.levels[-1], "return", may_block=True)
         self.wait_for(lambda: not any(self.open.values()), max(0.0, deadline - time.monotonic()))
 
     def log_registries(self) -> None:
