@@ -250,23 +250,40 @@ def _nested(fd: rcfd.FD, fn: Callable[[int], None], _: int) -> None:
     fd.do(fn)
 
 
-def _work(fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper]) -> None:
-    """Loops until the signal arrives; every FD it makes is recorded in `fds`."""
-    noop: Callable[[int], None] = lambda _: None  # noqa: E731
+def _noop(_: int) -> None:
+    pass
+
+
+def _syscalls(rawfd: int) -> None:
+    """An fn that lets go of the GIL: the sender, which needs the GIL to send,
+    mostly sends while main is in here, and the handler runs as the call
+    returns, inside fn. (A fn that only computes keeps the GIL: the signals
+    land in the loop's next system call instead.)"""
+    for _ in range(4):
+        os.fstat(rawfd)
+
+
+def _work(
+    fds: list[tuple[rcfd.FD, CountingClose]], helpers: list[Helper], inside_fn: bool
+) -> None:
+    """Loops until the signal arrives; every FD it makes is recorded in `fds`.
+    `inside_fn`: every borrow's fn makes system calls, and no close waits for
+    a helper (a wait takes most of a round: the signal would land there)."""
+    fn = _syscalls if inside_fn else _noop
     i = 0
     while True:
         i += 1
         fd, closer = open_fd()
         fds.append((fd, closer))
-        fd.do(noop)
+        fd.do(fn)
         # Nested in do(), not in `with fd.borrow()`: an interrupt as a `with`
         # calls Borrow.__exit__, before its first line, leaves that borrow
         # counted, a limit of any context manager written in Python
         # (specs/cpython.md, "Signals"). With a `with` here this failed about
         # one run in fifteen on 3.11; test_interrupt_points covers every other
         # point of Borrow.
-        fd.do(partial(_nested, fd, noop))
-        if i % 8 == 0:
+        fd.do(partial(_nested, fd, fn))
+        if i % 8 == 0 and not inside_fn:
             # close() that waits for a borrow held by another thread; the
             # helper returns on its own shortly, which ends the wait.
             helpers.append(Helper(fd))
@@ -306,13 +323,15 @@ def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
     sys.unraisablehook = unraisable
     sender.start()
     try:
-        for _ in range(SIGNALS):
+        for rounds in range(SIGNALS):
             fds: list[tuple[rcfd.FD, CountingClose]] = []
             helpers: list[Helper] = []
             hammer.live = True
             hammer.armed.set()
             try:
-                _work(fds, helpers)
+                # Every other round mostly inside fn, where a borrow must be
+                # released on KeyboardInterrupt (the catalog's m06).
+                _work(fds, helpers, inside_fn=rounds % 2 == 1)
             except KeyboardInterrupt:
                 # No check point between catching and this store: no second
                 # interrupt can slip in before the handler is disarmed.
