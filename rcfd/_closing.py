@@ -404,6 +404,18 @@ class Closing:
         if new.deferred:
             new.settle(fd)
 
+    @classmethod
+    def finalize_elsewhere(cls, fd: FD) -> None:
+        """In a new thread, for a finalizer that RecursionError cut (the
+        collector ran it near the limit): FINALIZE if it began no close, else
+        finish the one it began (rescue). Nobody else would: the FD is garbage,
+        and this thread's reference is the last."""
+        closing = fd._closer
+        if closing is None:
+            cls.finalize(fd)
+        else:
+            closing.rescue(fd)
+
     def _freeze(self, fd: FD) -> None:
         """Attach this close and freeze the holders: from here on every borrow
         is refused. Needs the lock. extend(map()) makes the export and stores

@@ -117,6 +117,7 @@ def _make_finalizer(
     warn: Callable[..., None] = warnings.warn,
     exiting: Callable[[], bool] = sys.is_finalizing,
     no_borrows: array[int] = _NO_BORROWS,
+    start_new_thread: Callable[..., object] = _thread.start_new_thread,
 ) -> Callable[[FD], None]:
     """FD.__del__, with the names it needs bound here: it may run while the
     interpreter tears rcfd's modules down."""
@@ -142,7 +143,14 @@ def _make_finalizer(
                  ResourceWarning, source=self)
         finally:
             if not exiting():
-                self._finalize()
+                try:
+                    self._finalize()
+                except RecursionError:
+                    # (The recursion limit) The collector ran this finalizer too
+                    # deep to finish the close, and no retry here can: the FD is
+                    # garbage, so a new thread does (specs/cpython.md).
+                    start_new_thread(CloseRecord.finalize_elsewhere, (self,))
+                    raise
             else:
                 # Module teardown: rcfd's globals may be gone, and no other
                 # thread runs Python code any more: close it, plainly.

@@ -17,6 +17,7 @@ import os
 import pickle
 import sys
 import threading
+import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -779,3 +780,66 @@ def _read_end_closed(write: int) -> bool:
     except BrokenPipeError:
         return True
     return False
+
+
+class _Cycle:
+    """Garbage only the collector frees: it refers to itself."""
+
+    def __init__(self, fd: rcfd.FD) -> None:
+        self.fd = fd
+        self.me = self
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="3.11 counts C calls against the limit: the finalizer's handler there "
+    "cannot start the thread that finishes the close (specs/cpython.md)",
+)
+def test_a_finalizer_the_collector_runs_at_the_recursion_limit_closes_the_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The collector runs finalizers at whatever depth it is triggered, so an
+    OPEN FD in a cycle may be finalized a few frames below the limit. Its
+    finalizer then failed with RecursionError before or after it began the
+    close, and the number stayed open for good: the FD is garbage, nobody
+    else can close it. Now a new thread finishes it. The collection is made
+    at every depth from where the finalizer completes to where it cannot
+    begin (CPython then drops the FD without running it: nothing can close
+    that number); each time in between, the number is closed."""
+    # A C callable: a hook written in Python would fail at the limit itself.
+    unraisable: list[sys.UnraisableHookArgs] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    limit = sys.getrecursionlimit()
+    was_enabled = gc.isenabled()
+    gc.disable()  # only the collections below run the finalizers
+    sys.setrecursionlimit(_frames() + 80)
+    cut_inside = 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            for extra in range(40, 80):
+                read, write = os.pipe()
+                _Cycle(rcfd.FD(read))
+                unraisable.clear()
+                _call_at(extra, gc.collect)
+                gc.collect()  # the cycle, if the limit came before the collection
+                if not all(map(_in_the_finalizer, unraisable)):
+                    os.close(read)  # the finalizer could not begin: CPython's limit
+                    os.close(write)
+                    break
+                cut_inside += bool(unraisable)
+                wait_until(partial(_read_end_closed, write), f"number closed at {extra}")
+                os.close(write)
+            else:
+                raise AssertionError("the sweep never reached where the finalizer cannot begin")
+    finally:
+        sys.setrecursionlimit(limit)
+        if was_enabled:
+            gc.enable()
+    assert cut_inside, "no finalizer met the limit after it began"
+
+
+def _in_the_finalizer(unraisable: sys.UnraisableHookArgs) -> bool:
+    """Whether the error was raised inside FD.__del__, not as it was called."""
+    frames = traceback.extract_tb(unraisable.exc_traceback)
+    return any(frame.name == "__del__" for frame in frames)
