@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import rcfd
-from rcfd import _fd
+from rcfd import _fd, _nogil
 from rcfd._closing import Closing
 from tests.support import WAIT, CountingClose, in_thread, open_fd, wait_until
 
@@ -699,7 +699,7 @@ def _release_that_decides(fd: rcfd.FD) -> Callable[[], None]:
         with contextlib.suppress(TimeoutError, rcfd.ClosedFDError):
             fd.close(timeout=WAIT)
 
-    threading.Thread(target=closer, daemon=True).start()
+    in_thread(closer)
 
     def body() -> None:
         with fd.borrow():
@@ -715,8 +715,18 @@ def _release_that_decides(fd: rcfd.FD) -> Callable[[], None]:
     [
         "close",
         "detach",
-        "close with on_closing",
-        "detach with on_closing",
+        *(
+            pytest.param(
+                call,
+                marks=pytest.mark.skipif(
+                    sys.version_info < (3, 12) and _nogil.ENABLED,
+                    reason="3.11, no-GIL path: the owner's borrow (on_closing's) is "
+                    "released at the limit with a level more than its entry, and "
+                    "is not given back (specs/cpython.md, 'The recursion limit')",
+                ),
+            )
+            for call in ("close with on_closing", "detach with on_closing")
+        ),
         pytest.param(
             "release that decides",
             marks=pytest.mark.skipif(
@@ -760,9 +770,8 @@ def test_a_close_begun_at_the_recursion_limit_is_finished(call: str) -> None:
                 seen_open += 1
                 if call == "release that decides":
                     _call_at(0, act)  # the closer waits: give it its borrow
-            thread, later = in_thread(partial(fd.close, timeout=WAIT / 4))
-            thread.join(WAIT)
-            assert later.done.is_set(), f"{call} at {extra} extra frames: a later close hangs"
+            _, later = in_thread(partial(fd.close, timeout=WAIT / 4))
+            assert later.done.wait(WAIT), f"{call} at {extra} extra frames: a later close hangs"
             left = f"{later.error!r}, {fd.borrow_count} borrow(s)"
             assert fd.state is rcfd.State.CLOSED, f"{call} at {extra} extra frames: {left}"
             for rawfd in number:
