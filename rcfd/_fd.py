@@ -441,7 +441,12 @@ class FD:
         return len(self._holders) - (0 if closing is None else len(closing.released))
 
     def __repr__(self) -> str:
-        state, rawfd, borrows = self.state, self._rawfd, self.borrow_count
+        try:
+            state, rawfd, borrows = self.state, self._rawfd, self.borrow_count
+        except AttributeError:
+            # FD.__new__ without __init__, or FD() cut at its entry by a signal:
+            # a traceback that shows its locals, or a debugger, still needs a repr.
+            return "<rcfd.FD never initialized: FD.__init__ did not run>"
         if state is State.UNINIT:
             return "<rcfd.FD UNINIT>"
         return f"<rcfd.FD {state.name} fd={rawfd} borrows={borrows}>"

@@ -411,6 +411,21 @@ def test_a_borrow_cannot_be_copied_or_pickled(copier: str) -> None:
     fd.close()
 
 
+def test_an_fd_whose_init_never_ran_still_has_a_repr() -> None:
+    # FD() cut at its entry by a signal handler leaves such an object in the
+    # interrupted frame's locals; a traceback that shows locals (pytest -l,
+    # capture_locals) or a debugger calls repr() on it.
+    def cut_at_entry() -> None:
+        half = rcfd.FD.__new__(rcfd.FD)
+        raise KeyboardInterrupt(f"FD() cut at its entry: {type(half).__name__}")
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        cut_at_entry()
+    shown = traceback.TracebackException.from_exception(caught.value, capture_locals=True)
+    local = next(frame.locals for frame in shown.stack if frame.name == "cut_at_entry")
+    assert local == {"half": "<rcfd.FD never initialized: FD.__init__ did not run>"}
+
+
 # -- 10. weak references -------------------------------------------------------------
 
 
