@@ -4,7 +4,9 @@ Each logical thread (T1, T2, ...) is a worker of conformance.drivers.rcfd_thread
 which serves its queue inside a borrow's fn and a paused close_func too. Each
 step is one command; the driver waits (bounded) until that thread visibly got
 somewhere (a call returned, fn entered, a callback or pause stopped it); a call
-that may block for good (close, init) gets SETTLE, then is shown waiting. At
+that may block for good (close, init) gets SETTLE, then is shown waiting;
+then the driver takes what the step set off in other threads until nothing
+happens for QUIET, so a replay's rows are the same every time. At
 the end every borrow and callback is ended, every call must return within WAIT,
 and model.guarantees.history_violations checks the History the seam
 (conformance.drivers.rcfd_seam) and the workers logged; `make explain` prints it.
@@ -46,6 +48,7 @@ from rcfd import _nogil
 
 WAIT = 10.0  # seconds: the bound on anything that must happen (generous for loaded CI)
 SETTLE = 0.25  # seconds: how long a call that may block gets before it is shown "waiting"
+QUIET = 0.03  # seconds without a new event after which a step's effects are taken as over
 # An await on a close(timeout) gives up this long past its deadline (a timed-out
 # close has only to wake and raise; 2 s is the conformance replay's EXPECT_S).
 PAST_DEADLINE = 2.0
@@ -208,6 +211,11 @@ class _Replayer(RcfdThreads):
         self.drop_warnings = scenario.warnings
         self.seam = Seam(history, self.preempt)
 
+    def anomaly(self, what: str) -> None:
+        """Logged by the thread that saw it, where it saw it (not when the
+        driver's thread takes a report): the same order on every replay."""
+        self.history.log("anomaly", what)
+
     def observe_fd(self) -> tuple[str, int]:
         fd = self.fd  # read under the history's lock, which a drop holds as it lets go
         return ("GONE", -1) if fd is None else (fd.state.name, fd.borrow_count)
@@ -298,6 +306,7 @@ class _Replayer(RcfdThreads):
         for number, step in enumerate(self.scenario.steps, 1):
             self.step = number
             self.do_step(step)
+            self.quiesce()
             marks.append(len(self.history.events))
         self.step += 1
         self.drain()
@@ -385,9 +394,8 @@ class _Replayer(RcfdThreads):
 
     def command(self, index: int, call: str, arg: str, *, may_block: bool) -> None:
         """Give worker `index` one command; wait until it shows progress (a call
-        of its returned, its fn was entered, or it paused): at most SETTLE, then
-        10 ms more for what comes meanwhile, for a call that may block for good;
-        at most the run's wait for any other."""
+        of its returned, its fn was entered, or it paused): at most SETTLE for a
+        call that may block for good, at most the run's wait for any other."""
         settle = SETTLE if may_block else self.wait
         self.ids += 1
         if call != "close":
@@ -398,7 +406,15 @@ class _Replayer(RcfdThreads):
         self.workers[index].commands.put((self.ids, call, arg, None))
         if not self.wait_for(lambda: self.moved.get(index, 0) > moved, settle):
             self.note(f"T{index}", "(waiting)")
-        self.wait_for(lambda: False, 0.01 if may_block else 0.0)  # take what came meanwhile
+
+    def quiesce(self) -> None:
+        """Take reports until the history has not grown for QUIET seconds (at
+        most 4 * SETTLE): what a step set off in other threads (a closer woken,
+        close_func run) is in that step's row on every replay, not in the next."""
+        deadline, seen = time.monotonic() + 4 * SETTLE, -1
+        while seen != len(self.history.events) and time.monotonic() < deadline:
+            seen = len(self.history.events)
+            self.wait_for(lambda: False, QUIET)
 
     def wait_for(self, done: Callable[[], bool], timeout: float) -> bool:
         """Take reports until `done()` or `timeout` seconds passed."""
@@ -408,9 +424,6 @@ class _Replayer(RcfdThreads):
                 report = self.reports.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 return False
-            if report.kind == "anomaly":
-                self.history.log("anomaly", report.result, who="main")
-                continue
             if report.kind == "paused":
                 self.paused[report.thread] = report.result
                 what = report.result  # a callback ("close_func"), or "preempted <where>"

@@ -191,13 +191,16 @@ class RcfdThreads:
         if rawfd != self.rawfd:  # a dup's copy, closed by the command that made it
             os.close(rawfd)
             return
+        wrong = ""  # said after fd_lock is let go: a replayer logs it under its history's lock
         with self.fd_lock:
             if keep is not None and self.fd is None:
                 self.fd = keep  # run by the finalizer: reachable again
             fd = self.fd
             if fd is not None and (fd.borrow_count or fd.state is not rcfd.State.CLOSING):
-                self.anomaly(f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)")
+                wrong = f"close_func ran in {fd.state.name} with {fd.borrow_count} borrow(s)"
             del fd
+        if wrong:
+            self.anomaly(wrong)
         self.history.log("close_func", f"rawfd={rawfd}")
         raises = does == "raises"
         if does == "pauses":
@@ -215,9 +218,10 @@ class RcfdThreads:
     def on_closing(self, pauses: bool, rawfd: int) -> None:
         with self.fd_lock:
             fd = self.fd
-            if fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count:
-                self.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
+            wrong = fd is None or fd.state is not rcfd.State.CLOSING or not fd.borrow_count
             del fd
+        if wrong:  # (after fd_lock, as close_func's)
+            self.anomaly("on_closing ran outside CLOSING or without the closer's borrow")
         self.history.log("on_closing", f"rawfd={rawfd}")
         error = OnClosingError("on_closing failed (as the trace asked)")
         raises = pauses and self.pause("on_closing") == "raise"
