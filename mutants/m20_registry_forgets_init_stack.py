@@ -16,8 +16,9 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_registry.py",
-            "stack = _init_stack()",
-            "stack = traceback.StackSummary()  # mutant: no stack",
+            "self._report(partial(self._count_init, key, rawfd, _init_stack()))",
+            "self._report(partial(self._count_init, key, rawfd, traceback.StackSummary()))"
+            "  # mutant: no stack",
         ),
     ),
     scenario=Scenario(steps=(Step("T1", "close"),)),

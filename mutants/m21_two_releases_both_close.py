@@ -29,9 +29,9 @@ MUTANT = Mutant(
         ),
         Edit(
             "rcfd/_closing.py",
-            'self.how = "closed"\ntry:\n    fd._close_func(fd._rawfd)\n',
+            'self.how = "closed"\ntry:\n    closed = fd._close_func(fd._rawfd)\n',
             "try:\n"
-            "    fd._close_func(fd._rawfd)\n"
+            "    closed = fd._close_func(fd._rawfd)\n"
             '    self.how = "closed"  # mutant: marked after the call\n',
         ),
     ),

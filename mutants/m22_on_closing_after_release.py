@@ -17,12 +17,13 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_closing.py",
-            "if new.owner_borrowed and on_closing is not None:\n    on_closing(fd._rawfd)\n",
+            "if new.owner_borrowed and on_closing is not None:\n"
+            "    woke = on_closing(fd._rawfd)\n",
             "if new.owner_borrowed and on_closing is not None:\n"
             "    new.owner_borrowed = False  # mutant: give the closer's borrow back first\n"
             "    new.released += (me,)\n"
             "    new.release(fd)\n"
-            "    on_closing(fd._rawfd)\n",
+            "    woke = on_closing(fd._rawfd)\n",
         ),
     ),
     scenario=Scenario(steps=(Step("T1", "close"),)),

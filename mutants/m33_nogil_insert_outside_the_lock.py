@@ -27,11 +27,14 @@ MUTANT = Mutant(
     edits=(
         Edit(
             "rcfd/_nogil.py",
-            "with lock:\n    done.extend(map(holders.insert, _AT_FRONT, (tid,)))\n",
-            "with lock:  # mutant: the lock for the check, ...\n"
-            "    closing = fd._closer\n"
+            "    done.extend(map(holders.insert, _AT_FRONT, (tid,)))\n"
+            "    if borrow is not None:\n"
+            "        borrow._tid = tid\n",
+            "    closing = fd._closer  # mutant: the lock for the check, ...\n"
             "    if closing is not None and closing.freeze:\n"
             "        raise BufferError  # a close froze the holders: refused\n"
+            "    if borrow is not None:\n"
+            "        borrow._tid = tid\n"
             "done.extend(map(holders.insert, _AT_FRONT, (tid,)))  # ... the insert after it\n",
         ),
     ),

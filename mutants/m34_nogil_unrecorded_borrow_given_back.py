@@ -4,15 +4,18 @@ from mutants._harness import Scenario, Step
 from mutants._mutant import Edit, Mutant
 
 
-def _give_back_always(fd: str) -> Edit:
-    """The handler of an interrupted borrow, in do() (`self`) or Borrow.__enter__ (`fd`)."""
+def _give_back_always(fd: str, first: str = "") -> Edit:
+    """The handler of an interrupted borrow, in do() (`self`) or Borrow.__enter__
+    (`fd`, which first marks its Borrow not entered)."""
     return Edit(
         "rcfd/_nogil.py",
         "except BaseException:\n"
         "    if done:\n"
+        f"{first and '        ' + first + chr(10)}"
         f"        give_back({fd}, holders, tid, [])\n"
         "    raise\n",
         "except BaseException:\n"
+        f"{first and '    ' + first + chr(10)}"
         f"    give_back({fd}, holders, tid, [])  # mutant: interrupted, so it counted\n"
         "    raise\n",
     )
@@ -38,7 +41,7 @@ MUTANT = Mutant(
         "instead of its interrupt. The mirror image of refused-borrow-leaks-count, "
         "on the path with the lock."
     ),
-    edits=(_give_back_always("self"), _give_back_always("fd")),
+    edits=(_give_back_always("self"), _give_back_always("fd", "self._tid = 0")),
     scenario=Scenario(
         steps=(
             Step("T1", "borrow"),

@@ -12,6 +12,7 @@ Where things live:
   rcfd._registry   LifetimeRegistry and FDStats (leak tracking)
   rcfd._tracking   track_lifetimes(): a registry for every FD opened in a block
   rcfd._fork       the at-fork repair walk
+  rcfd._locks      the lock an FD and a registry keep: an RLock that knows its owner
   rcfd.pytest_plugin  the `fd_leaks` fixture (loaded by pytest, not by `import rcfd`)
 """
 

@@ -18,20 +18,24 @@ Invariants:
     the freeze appends a tombstone here (one atomic step, no lock) first;
   exactly one caller claims (ZERO in DRAINING, under the lock), and only
     it (`claimer`) calls close_func, finishes, and resumes after an interrupt;
-    the finalizer's close, the owner's own zero check and a forked child's
-    repair claim through the same step; a claimer stopped by the recursion
-    limit gives the claim up (claimer 0 past DRAINING) to the new thread
-    `rescue` runs in, which resumes the run;
+    the finalizer's close, the owner's own zero check, a closer that joins
+    and a forked child's repair claim through the same step; a claimer
+    stopped by the recursion limit gives the claim up (claimer 0 past
+    DRAINING) to the new thread `rescue` runs in, which resumes the run;
   how: set before the effect it names (close_func called, number handed
     over), so a resumed run never repeats it;
   wakers: appended only before FINISHED (a WAIT under the lock sees CLOSING),
-    so after FINISHED they are read without the lock, each called once;
+    so after FINISHED they are read without the lock; each is counted in
+    `woken` after its call (twice if an interrupt cut the first), then dropped;
   owner_waker: the waker of the caller that began the close while it waits
     for the outcome (None for the finalizer, and once the owner left;
     _CLAIMER while close_alone's owner runs the close itself, unwoken);
   owner_borrowed: the owner counts as a borrow while on_closing runs; it
     releases it like any borrow (there is no owner's borrow without on_closing:
     taking and releasing it with nothing between would change nothing);
+  reported: set, under the lock, when the claimer has decided who gets
+    close_func's error; an owner that leaves without it after that (give_up)
+    reports it itself, so it is reported once;
   deferred: a release came in while this thread was inside one of the FD's
     locked steps (a finalizer or signal handler ran there): it wrote its
     tombstone but could not take the lock to decide, so the step's caller
@@ -42,12 +46,14 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import sys
 import threading
 import warnings
 from array import array
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from types import CoroutineType
+from typing import TYPE_CHECKING, cast
 
 from rcfd import _nogil
 from rcfd._lifecycle import CloseEvent, Duty, Event, Outcome, Stage, close_step
@@ -100,6 +106,9 @@ class Closing:
         "owner_waker",
         "owner_borrowed",
         "deferred",
+        "call",
+        "owner",
+        "reported",
     )
 
     def __init__(self, detach: bool, owner_waker: Callable[[], None] | None) -> None:
@@ -118,6 +127,9 @@ class Closing:
         self.owner_waker = owner_waker
         self.owner_borrowed = False
         self.deferred = False
+        self.call = "close"  # what the owner called: close, aclose or detach (messages)
+        self.owner = 0  # the owner's thread (0: the finalizer's close), for a fork
+        self.reported = False  # the claimer has decided who gets close_func's error
 
     # -- beginning ------------------------------------------------------------
 
@@ -131,6 +143,7 @@ class Closing:
         me = _get_ident()
         # (Signals rule) All the close needs is made before its first effect.
         new = cls(event is DETACH, waker)
+        new.call, new.owner = call, me
         extras = fd._extras
         on_closing = None if extras is None else extras.on_closing
         mine = _NO_OWNER_BORROW if on_closing is None else array("L", (me,))
@@ -148,6 +161,12 @@ class Closing:
                         assert current is not None
                         current.wakers.append(waker)
                         joined = current
+                        # ZERO, as any caller that finds no borrow may send: the
+                        # release that left none may not have claimed yet, and
+                        # may be this thread's (the collector ran this close
+                        # inside it, between its tombstone and its lock), which
+                        # would then wait for itself, timeout or not.
+                        current._zero(fd, me)
                     else:  # BEGIN_CLOSE
                         if on_closing is not None:
                             holders = fd._holders
@@ -158,7 +177,10 @@ class Closing:
                         # would be only this check), so it may claim at once.
                         new._zero(fd, me)
                 if new.owner_borrowed and on_closing is not None:
-                    on_closing(fd._rawfd)  # under the owner's borrow: the number is valid
+                    # Under the owner's borrow: the number is valid.
+                    woke = on_closing(fd._rawfd)
+                    if type(woke) is CoroutineType:  # (no call: see run)
+                        refuse_async(woke, "on_closing", fd._rawfd)
             except BaseException:
                 # Leave before the owner's release below, which may run the
                 # close: a detach is then not handed to nobody, and an error of
@@ -207,6 +229,12 @@ class Closing:
                     except BaseException:  # (Signals rule) resume once
                         new.release(fd)
                         raise
+                elif joined.claimer == me:  # a joiner that claimed (above) runs it
+                    try:
+                        joined.release(fd)
+                    except BaseException:  # (Signals rule) resume once
+                        joined.release(fd)
+                        raise
             if joined.deferred:
                 joined.settle(fd)
         except BaseException:
@@ -232,7 +260,7 @@ class Closing:
         me = _get_ident()
         # (Signals rule) All the close needs is made before its first effect.
         new = cls(False, None)
-        new.finalizer, new.owner_waker = False, _CLAIMER  # the owner, with no waker
+        new.finalizer, new.owner_waker, new.owner = False, _CLAIMER, me  # the owner, unwoken
         try:
             try:
                 if not new._begin_alone(fd, holders, me):
@@ -359,25 +387,38 @@ class Closing:
 
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
+        # What wake() reaches, emptied once this task is done with the close:
+        # the FD keeps its Closing, and so this waker, for good; not the loop.
+        target = [(loop, done)]
 
         def wake() -> None:
-            # Runs in the thread that finished the close. If the loop has
-            # closed since, nobody is left to wake, and that thread must not
-            # see an error.
-            with contextlib.suppress(RuntimeError):  # the loop closed
-                loop.call_soon_threadsafe(_resolve, done)
+            # Runs in the thread that finished the close (Closing.run calls it
+            # again if an interrupt cut it: _resolve resolves once). A loop
+            # closed since raises RuntimeError there: nobody is left to wake.
+            for loop_, done_ in target:
+                loop_.call_soon_threadsafe(_resolve, done_)
 
         closing = cls.begin(fd, Event.CLOSE, "aclose", wake)
         try:
-            await asyncio.wait_for(asyncio.shield(done), timeout)
-        except BaseException as exc:
-            late = isinstance(exc, TimeoutError)
-            if closing.give_up(fd, wake, late) is Duty.LEAVE:
-                if late:
-                    raise TimeoutError(timed_out(fd, "aclose", timeout)) from None
-                raise
-            await done  # close_func runs or ran: its end is near
-        closing.outcome(fd, "aclose", wake)
+            try:
+                # Not asyncio.wait_for: on 3.11 it can swallow a cancellation
+                # that comes as `done` resolves (CPython gh-86296).
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(done)
+            except BaseException as exc:
+                late = isinstance(exc, TimeoutError)
+                if closing.give_up(fd, wake, late) is Duty.LEAVE:
+                    if late:
+                        raise TimeoutError(timed_out(fd, "aclose", timeout)) from None
+                    raise
+                try:
+                    await done  # close_func runs or ran: its end is near
+                except BaseException:
+                    closing.give_up(fd, wake, False)  # cancelled again: LEAVE now
+                    raise
+            closing.outcome(fd, "aclose", wake)
+        finally:
+            target.clear()
 
     @classmethod
     def finalize(cls, fd: FD) -> None:
@@ -498,9 +539,9 @@ class Closing:
         over), FINISH, wake every waiter. Only the claimer calls this.
 
         (Signals rule) Resumable: each step is marked before it is taken (how
-        before close_func, the stage before the registry, woken before each
-        waker), so a run cut short is finished by running it again, and no
-        step happens twice.
+        before close_func, the stage before the registry), so a run cut short
+        is finished by running it again, and no step happens twice; but each
+        waker is counted after its call (_wake_all).
         """
         if self.how is None and self.detach:
             with fd._guard():  # decided with the owner's GIVE_UP, see close_step
@@ -511,7 +552,11 @@ class Closing:
         if self.how is None:  # Duty.CALL_CLOSE_FUNC
             self.how = "closed"  # before the call: close_func runs at most once
             try:
-                fd._close_func(fd._rawfd)
+                closed = fd._close_func(fd._rawfd)
+                # Checked inline: a call here, once close_func has returned,
+                # could fail at the recursion limit and make its success an error.
+                if type(closed) is CoroutineType:
+                    refuse_async(closed, "close_func", fd._rawfd)
             except BaseException as exc:
                 self.error = exc
                 self.how = "close_failed"
@@ -526,13 +571,30 @@ class Closing:
                     lock.release()
                 except RuntimeError:  # not taken: an interrupt struck a blocked acquire
                     pass
-        wakers = self.wakers  # no appends after FINISHED
-        while self.woken < len(wakers):
-            wake = wakers[self.woken]
-            self.woken += 1  # before the call: each waker is called at most once
-            wake()
+        self._wake_all()
         if self.error is not None:
             self._report_unreceived(fd)
+
+    def _wake_all(self) -> None:
+        """WAKE every waiter, each counted in `woken` after its call, so that a
+        run resumed after an interrupt calls again the one it cut: aclose's
+        waker is Python code, which an interrupt can cut at its entry (counted
+        first, it was never called again, and its task waited for good). A
+        waker must therefore be safe to call twice: aclose's resolves its
+        future once; a waiting closer's lock.release() raises RuntimeError the
+        second time, as does aclose's for a loop closed since, and both are
+        ignored. Each is replaced once called: the FD keeps its Closing for
+        good, not its waiters."""
+        wakers = self.wakers  # no appends after FINISHED
+        while self.woken < len(wakers):
+            try:
+                wakers[self.woken]()
+            except RecursionError:
+                raise  # not called: the rescue calls it (a RuntimeError too)
+            except RuntimeError:
+                pass
+            wakers[self.woken] = _woken
+            self.woken += 1
 
     def _decide(self) -> Duty:
         return close_step(
@@ -550,19 +612,54 @@ class Closing:
             extras.registry._record_release(id(fd), how)
 
     def _report_unreceived(self, fd: FD) -> None:
-        """close_func's error when nobody is left to receive it (the owner timed
-        out or was interrupted, or the finalizer began the close)."""
+        """close_func's error, if nobody is left to receive it (the owner timed
+        out, was interrupted or cancelled, or the finalizer began the close).
+        Decided in one locked step with the owner's leaving (give_up): an
+        owner that leaves after it reports the error itself, so it is
+        reported once, whichever of the two comes first."""
+        with fd._guard():
+            self.reported = True
+            owner = self.owner_waker
+        if owner is None:
+            self._warn_unreceived(fd)
+
+    def _warn_unreceived(self, fd: FD) -> None:
+        """Report close_func's error (Exception: a RuntimeWarning; any other:
+        raised), once. It is forgotten only once reported: an interrupt that
+        cuts the warning before it is out leaves it for the resumed run (at
+        worst reported twice, never lost); a warning raised as an error (a
+        filter, a hook that raises) is the report, so the run that exception
+        cuts short does not report it again."""
         error = self.error
-        if error is None or self.owner_waker is not None:
-            return  # nothing to report, or the owner receives it
+        if error is None:
+            return
         if not isinstance(error, Exception):
+            self.error = None  # (no check point between this and the raise)
             raise error
-        who = "in the finalizer" if self.finalizer else "after close() stopped waiting"
-        warnings.warn(
-            f"rcfd: close_func raised {error!r} {who}; {fd!r} is closed",
-            RuntimeWarning,
-            stacklevel=user_stacklevel(),
-        )
+        who = "in the finalizer" if self.finalizer else f"after {self.call}() stopped waiting"
+        try:
+            warnings.warn(
+                f"rcfd: close_func raised {error!r} {who}; {fd!r} is closed",
+                RuntimeWarning,
+                stacklevel=user_stacklevel(),
+            )
+        except Exception:
+            self.error = None
+            raise
+        self.error = None
+
+    def _warn_leaving(self, fd: FD) -> None:
+        """_warn_unreceived for an owner that leaves without the error, from
+        the handler of its own exception (a cancellation, an interrupt), which
+        must reach it: a warning raised as an error is added to that exception
+        as a note instead of replacing it (a task would no longer be cancelled)."""
+        leaving = sys.exception()
+        try:
+            self._warn_unreceived(fd)
+        except Exception as exc:
+            if leaving is None or isinstance(leaving, Exception):
+                raise
+            leaving.add_note(f"rcfd: while leaving: {type(exc).__name__}: {exc}")
 
     # -- the waiting closers ------------------------------------------------------
 
@@ -575,16 +672,24 @@ class Closing:
         try:
             with fd._guard():
                 duty = close_step(self.stage, CloseEvent.GIVE_UP, fd.borrow_count, timed_out, False)
-                handed = duty.duty is Duty.LEAVE and self._unregister(waker)
+                leave = duty.duty is Duty.LEAVE
+                # The claimer gave close_func's error to this owner, which leaves
+                # without it: nobody else will report it (_report_unreceived).
+                unreceived = leave and self.reported and self.owner_waker is waker
+                handed = leave and self._unregister(waker)
         except RecursionError:
             # (The recursion limit) Its retry would fail the same way: a new
             # thread leaves for the caller, or a detach's number goes to nobody.
             _start_new_thread(self.give_up, (fd, waker, False))
             raise
         if handed:
-            fd._close_func(fd._rawfd)
+            closed = fd._close_func(fd._rawfd)
+            if type(closed) is CoroutineType:  # (no call: see run)
+                refuse_async(closed, "close_func", fd._rawfd)
         if self.deferred:
             self.settle(fd)
+        if unreceived:
+            self._warn_leaving(fd)
         return duty.duty
 
     def _unregister(self, waker: Callable[[], None]) -> bool:
@@ -623,8 +728,8 @@ class Closing:
     def after_fork(self, fd: FD, me: int) -> bool:
         """In a forked child, for a close that had frozen the holders: drop the
         borrows of every thread but `me` (by tombstones: the holders are
-        frozen), and forget the owner (its thread is gone: a detach becomes a
-        close, close_func's error is warned). True if the close is left for
+        frozen), and forget the owner unless it is `me` (its thread is gone: a
+        detach becomes a close, close_func's error is warned). True if the close is left for
         finish_after_fork, once every FD has a usable lock."""
         running = Counter(fd._holders)
         running.subtract(self.released)
@@ -633,16 +738,23 @@ class Closing:
                 self.released += [tid] * count
         if self.stage is Stage.FINISHED:
             return False
-        self.owner_waker = None
-        self.wakers.clear()  # their threads are gone
+        # The owner's thread is gone, unless it forked (in on_closing, or in
+        # the close_func of a close it runs): then it still waits for the
+        # outcome. The wakers are all kept: the forking thread may wait among
+        # them (a joiner that a signal handler forked), and a vanished
+        # thread's is harmless to call (its lock, or its loop, has no waiter).
+        if self.owner != me:
+            self.owner_waker = None
         return True
 
     def finish_after_fork(self, fd: FD, me: int) -> None:
         """Finish a close inherited unfinished. If `me` (the forking thread)
-        still borrows, its release will. Otherwise this thread claims it: a
-        close_func already called by a vanished thread is not called again
-        (how is set before the call), so a number is never closed twice."""
-        if fd.borrow_count:
+        still borrows, its release will; if it is the claimer, it forked in
+        close_func, and its run goes on once the fork returns. Otherwise this
+        thread claims it: a close_func already called by a vanished thread is
+        not called again (how is set before the call), so a number is never
+        closed twice."""
+        if fd.borrow_count or (self.stage is RUNNING and self.claimer == me):
             return
         self.stage, self.claimer = Stage.RUNNING, me
         self.run(fd)
@@ -652,6 +764,22 @@ def _CLAIMER() -> None:
     """The owner_waker of a close_alone owner while it has no waker (it runs
     the close itself): never in `wakers`, never called; it stands for the
     owner, who receives close_func's error."""
+
+
+def _woken() -> None:
+    """What stands in `wakers` for a waker once called (Closing._wake_all)."""
+
+
+def refuse_async(coroutine: object, what: str, rawfd: int) -> None:
+    """The coroutine an `async def` close_func or on_closing returned, which
+    nobody awaits: the number would stay open while the FD says CLOSED."""
+    with contextlib.suppress(RuntimeError):  # (one that ignores GeneratorExit)
+        cast("CoroutineType[object, object, object]", coroutine).close()
+    still = " (the number is still open)" if what == "close_func" else ""
+    raise TypeError(
+        f"{what}({rawfd}) returned a coroutine, which nobody awaits: it never "
+        f"ran{still}; {what} must be a blocking function, not an async def"
+    )
 
 
 def timed_out(fd: FD, call: str, timeout: float | None) -> str:

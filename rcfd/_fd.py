@@ -47,7 +47,7 @@ import warnings
 from array import array
 from collections.abc import Callable
 from types import CoroutineType, TracebackType
-from typing import NamedTuple, Protocol, TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 
 from rcfd import _fork, _nogil
 from rcfd._checks import check_callable, check_init, check_registry, check_timeout, deadline
@@ -60,6 +60,7 @@ from rcfd._errors import (
     refusal,
 )
 from rcfd._lifecycle import REFUSALS, TABLE, Event, Outcome, Stage, State
+from rcfd._locks import OwnedLock
 from rcfd._registry import LifetimeRegistry, current_registry
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ _get_ident = threading.get_ident
 _start_new_thread = _thread.start_new_thread
 # What _guard makes each FD's lock with (cast once here: a call of cast per
 # lock would cost a Python call).
-_RLock = cast("Callable[[], _FDLock]", _thread.RLock)
+_RLock = cast("Callable[[], OwnedLock]", _thread.RLock)
 
 # The holders of every UNINIT FD: empty and frozen for good, so that a borrow
 # of an FD that init() has not opened fails in its one insert.
@@ -168,17 +169,6 @@ class _Extras(NamedTuple):
     on_closing: Callable[[int], object] | None
 
 
-class _FDLock(Protocol):
-    """The FD's lock: a threading.RLock, with the ownership test CPython's
-    RLock has (and its typing stub omits)."""
-
-    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
-    def release(self) -> None: ...
-    def __enter__(self) -> bool: ...
-    def __exit__(self, *exc: object) -> None: ...
-    def _is_owned(self) -> bool: ...
-
-
 class FD:
     """A reference-counted file descriptor (Go: rc.FD).
 
@@ -226,7 +216,7 @@ class FD:
         Raises TypeError or ValueError for a bad argument (a close_func or
         on_closing without a rawfd included: give them to init()).
         """
-        self._lock: _FDLock | None = None  # made by the first close (_guard)
+        self._lock: OwnedLock | None = None  # made by the first close (_guard)
         # One thread ident per running borrow (an unsigned long each); frozen
         # from CLOSING on, see the module docstring.
         self._holders = _NO_BORROWS
@@ -488,7 +478,7 @@ class FD:
 
     # -- internals -------------------------------------------------------
 
-    def _guard(self) -> _FDLock:
+    def _guard(self) -> OwnedLock:
         """This FD's lock, made at its first use (a close)."""
         lock = self._lock
         if lock is None:
@@ -612,14 +602,30 @@ class FD:
         CloseRecord.finalize(self)
 
     def _close_at_exit(
-        self, _closed: Stage = Stage.FINISHED, _make: type[Closing] = Closing
+        self,
+        _closed: Stage = Stage.FINISHED,
+        _make: type[Closing] = Closing,
+        _warn: Callable[..., None] = warnings.warn,
     ) -> None:
-        """The finalizer during module teardown: no lock, no waiter, names bound."""
+        """The finalizer during module teardown: no lock, no waiter, names bound.
+        A borrow still counted is held by garbage (a generator suspended in
+        `with fd.borrow()`) that teardown finalizes after this FD, or never:
+        the number is left open for it, and to the kernel, which closes it as
+        the process ends, rather than closed under that borrow (guarantee 1).
+        close_func's exception is warned, as the finalizer's is before exit."""
+        if len(self._holders):
+            return
         closing = self._closer = _make(False, None)
         closing.freeze.append(memoryview(self._holders))
         closing.stage = _closed
         try:
             self._close_func(self._rawfd)
+        except Exception as exc:
+            _warn(
+                f"rcfd: close_func raised {exc!r} in the finalizer at exit; "
+                f"fd {self._rawfd} is closed",
+                RuntimeWarning,
+            )
         finally:
             if self._registry is not None:
                 self._registry._record_release(id(self), "finalized")

@@ -24,6 +24,7 @@ interrupted with `done` set is given back, a release interrupted with
 from __future__ import annotations
 
 import _thread
+import contextlib
 import os
 import sys
 import threading
@@ -51,22 +52,30 @@ the GIL, or RCFD_NOGIL=1 asked for it. Read once, at import."""
 _AT_FRONT = (0,)  # insert at the front, as the GIL path does
 
 
-def take(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
+def take(fd: FD, holders: array[int], tid: int, done: list[object], borrow: Borrow | None) -> None:
     """BORROW under the FD's lock: insert `tid` and record it in `done`, in one
     C call; BufferError (nothing recorded) if the holders are frozen (a close
-    began) or the FD is UNINIT."""
+    began) or the FD is UNINIT. A `borrow` (Borrow.__enter__) is checked
+    and marked entered in the same locked step: without the GIL, two threads
+    entering one Borrow would otherwise both pass the check."""
     lock = fd._lock
     if lock is None:  # UNINIT: init makes the lock before it publishes the holders
         raise BufferError
     with lock:
+        if borrow is not None and borrow._tid:
+            raise borrow_entered_twice()
         done.extend(map(holders.insert, _AT_FRONT, (tid,)))
+        if borrow is not None:
+            borrow._tid = tid
 
 
 def give_back(fd: FD, holders: array[int], tid: int, done: list[object]) -> None:
     """RELEASE: drop `tid`'s borrow (recorded in `done`), then, once a close
     began, let it decide whether this was the last one. Up to the decision
     this reaches no deeper into the stack than `take` did: a borrow taken at
-    the recursion limit is given back there too (specs/cpython.md)."""
+    the recursion limit is given back there too (specs/cpython.md). (Both are
+    called with every argument given: on 3.13 a call that fills in a default
+    needs more room at the limit than one that does not.)"""
     lock = fd._lock
     assert lock is not None  # a borrow was taken: the FD is initialized
     with lock:
@@ -114,7 +123,7 @@ def do(self: FD, fn: Callable[[int], T], /) -> T:
     holders = self._holders
     done: list[object] = []
     try:
-        take(self, holders, tid, done)
+        take(self, holders, tid, done, None)  # (no default: see give_back)
     except BufferError:
         check_callable("do", "fn", fn)  # a bad fn is reported first
         raise self._refused(holders, "do") from None
@@ -145,18 +154,15 @@ def borrow_enter(self: Borrow) -> int:
     """Borrow.__enter__ on the path without the GIL."""
     fd = self._fd
     tid = _get_ident()
-    if self._tid:  # (no call between this check and the store below)
-        raise borrow_entered_twice()
-    self._tid = tid
     holders = fd._holders
     done: list[object] = []
     try:
-        take(fd, holders, tid, done)
+        take(fd, holders, tid, done, self)
     except BufferError:
-        self._tid = 0
         raise fd._refused(holders, "borrow") from None
     except BaseException:
         if done:  # (Signals rule) counted, and no __exit__ will come
+            self._tid = 0
             give_back(fd, holders, tid, [])
         raise
     return fd._rawfd
@@ -189,7 +195,8 @@ def refuse_coroutine(result: object) -> None:
     """`await fd.do(async_fn)` would run async_fn's body after the borrow
     ended, on a number that may be closed by then (specs/ecosystem.md)."""
     if type(result) is CoroutineType:
-        cast("CoroutineType[object, object, object]", result).close()
+        with contextlib.suppress(RuntimeError):  # (one that ignores GeneratorExit)
+            cast("CoroutineType[object, object, object]", result).close()
         raise TypeError(
             "do: fn returned a coroutine, which would run after the borrow "
             "ended; call a blocking fn (in a thread: asyncio.to_thread(fd.do, fn))"

@@ -11,9 +11,13 @@ import contextvars
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from types import FrameType
-from typing import Literal
+from typing import Literal, cast
+
+from rcfd._locks import OwnedLock
 
 Release = Literal["closed", "close_failed", "detached", "finalized"]
 """How an FD left the registry: close_func returned, close_func raised,
@@ -109,10 +113,19 @@ class LifetimeRegistry:
 
     FDs are keyed by object identity, not by descriptor number: a number can
     be reused by the kernel while the registry still remembers its first user.
+
+    An FD reports (init, release) by appending to a log, one list append, and
+    never waits for the registry's lock: it may report while it holds its own
+    lock, or the shared one init takes, or from a finalizer that the
+    collector runs inside one of the registry's own locked sections, and
+    any of those waits was a deadlock (two threads, or one waiting for
+    itself). The log is counted under the lock, in order, by whoever takes
+    it: every reader first, and a reporter that finds the lock free.
     """
 
     __slots__ = (
         "_lock",
+        "_log",
         "_initialized",
         "_closed",
         "_close_failed",
@@ -123,7 +136,11 @@ class LifetimeRegistry:
     )
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards every field below
+        # Guards the counts and maps below, and the counting of the log.
+        # Reentrant, so that a reporter can tell its own thread holds it.
+        self._lock = _new_lock()
+        # The reports not counted yet, oldest first: each counts itself.
+        self._log: list[Callable[[], None]] = []
         self._initialized = 0
         self._closed = 0
         self._close_failed = 0
@@ -137,6 +154,7 @@ class LifetimeRegistry:
         """The counts so far. Accurate once the code under test stopped
         creating and closing FDs."""
         with self._lock:
+            self._count_log()
             in_flight = list(self._in_flight.values())  # in init order
             finalized = list(self._finalized_sites)
             counts = (
@@ -158,6 +176,7 @@ class LifetimeRegistry:
 
     def __repr__(self) -> str:
         with self._lock:
+            self._count_log()
             return (
                 f"<rcfd.LifetimeRegistry initialized={self._initialized} "
                 f"in_flight={len(self._in_flight)}>"
@@ -165,37 +184,74 @@ class LifetimeRegistry:
 
     def _after_fork(self, me: int) -> bool:
         """In a forked child: a fresh lock (a vanished thread may hold this one)."""
-        self._lock = threading.Lock()
+        self._lock = _new_lock()
         return False
 
-    # The FD calls these; each is one locked update.
+    # The FD calls these; each is one append to the log.
 
     def _record_init(self, key: int, rawfd: int) -> None:
-        stack = _init_stack()
-        with self._lock:
-            self._initialized += 1
-            self._in_flight[key] = (rawfd, stack)
+        self._report(partial(self._count_init, key, rawfd, _init_stack()))
 
     def _forget_init(self, key: int) -> None:
         """Undo _record_init for an init that failed after recording (an
         interrupt as the record returned). A no-op if it was not recorded."""
-        with self._lock:
-            if self._in_flight.pop(key, None) is not None:
-                self._initialized -= 1
+        self._report(partial(self._count_forget, key))
 
     def _record_release(self, key: int, how: Release) -> None:
-        with self._lock:
-            entry = self._in_flight.pop(key, None)
-            if how == "closed":
-                self._closed += 1
-            elif how == "close_failed":
-                self._close_failed += 1
-            elif how == "detached":
-                self._detached += 1
-            else:
-                self._finalized += 1
-                if entry is not None:
-                    self._finalized_sites.append(entry)
+        self._report(partial(self._count_release, key, how))
+
+    def _report(self, entry: Callable[[], None]) -> None:
+        """Log `entry`, then count the log if the lock is free: a reporter
+        never waits for it (see the class docstring)."""
+        self._log.append(entry)
+        lock = self._lock
+        if lock._is_owned():
+            return  # inside a section of ours on this thread: it counts the log
+        # Without `with` (as the FD's locked steps, specs/cpython.md): an
+        # interrupt as acquire returns must not leave the lock held.
+        try:
+            if lock.acquire(blocking=False):
+                self._count_log()
+        finally:
+            try:  # noqa: SIM105 - suppress() is a call: a check point before the release
+                lock.release()
+            except RuntimeError:  # not ours: another thread counts the log
+                pass
+
+    # Counting the log (each needs the lock).
+
+    def _count_log(self) -> None:
+        """Count every report logged, oldest first: until none is left, since
+        the collector may log more while they are counted."""
+        log = self._log
+        while log:
+            log.pop(0)()
+
+    def _count_init(self, key: int, rawfd: int, stack: traceback.StackSummary) -> None:
+        self._initialized += 1
+        self._in_flight[key] = (rawfd, stack)
+
+    def _count_forget(self, key: int) -> None:
+        if self._in_flight.pop(key, None) is not None:
+            self._initialized -= 1
+
+    def _count_release(self, key: int, how: Release) -> None:
+        entry = self._in_flight.pop(key, None)
+        if how == "closed":
+            self._closed += 1
+        elif how == "close_failed":
+            self._close_failed += 1
+        elif how == "detached":
+            self._detached += 1
+        else:
+            self._finalized += 1
+            if entry is not None:
+                self._finalized_sites.append(entry)
+
+
+def _new_lock() -> OwnedLock:
+    # threading.RLock looked up at each call: the interleavings harness models it.
+    return cast(OwnedLock, threading.RLock())
 
 
 def _by_number(in_flight: list[tuple[int, traceback.StackSummary]]) -> dict[int, str]:

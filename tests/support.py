@@ -203,6 +203,11 @@ def in_child(check: Callable[[], None]) -> None:
             os.write(2, f"child failed: {exc!r}\n".encode())
         finally:
             os._exit(code)
+    reap(pid)
+
+
+def reap(pid: int) -> None:
+    """Wait (bounded) for child `pid`; fail if it failed, raised or hung."""
     deadline = time.monotonic() + WAIT + 5
     pause = threading.Event()
     while True:

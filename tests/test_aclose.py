@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import threading
 import warnings
+import weakref
 from typing import cast
 
 import pytest
@@ -295,3 +297,167 @@ def test_bad_timeout_changes_nothing() -> None:
     asyncio.run(main())
     fd.close()
     assert len(rec.calls) == 1
+
+
+# -- close_func's error when the task stops waiting late --------------------------
+
+
+class BlockingRecorder:
+    """A close_func that closes the number, then blocks until finish is set,
+    then raises: close_func still runs while the test acts."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.finish = threading.Event()
+        self.calls: list[int] = []
+
+    def __call__(self, rawfd: int) -> None:
+        self.calls.append(rawfd)
+        os.close(rawfd)
+        self.started.set()
+        assert self.finish.wait(WAIT)
+        raise OSError(5, "EIO on close")
+
+
+def test_close_func_error_after_a_cancel_while_close_func_runs_is_warned() -> None:
+    # aclose's deadline strikes while close_func runs (it then waits on for
+    # close_func: KEEP_WAITING), and the task is cancelled meanwhile: the task
+    # leaves, and close_func's error, which nobody receives now, is warned.
+    rec = BlockingRecorder()
+    fd = rcfd.FD(os.eventfd(0), rec)
+    held = HeldBorrow(fd)
+    releasing = threading.Thread(target=held.release, daemon=True)
+
+    async def main() -> None:
+        closing = asyncio.create_task(fd.aclose(timeout=0.05))
+        await wait_until_closing(fd)
+        releasing.start()  # the borrow's release runs close_func, which blocks
+        assert await asyncio.to_thread(rec.started.wait, WAIT)
+        # The loop fires its timers in deadline order, and the task's step that
+        # the 0.05 s deadline schedules runs before this sleep's end resumes
+        # main: the task is waiting for close_func by then.
+        await asyncio.sleep(0.2)
+        assert not closing.done()
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+
+    asyncio.run(main())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rec.finish.set()
+        releasing.join(WAIT)
+    assert not releasing.is_alive() and held.error is None
+    assert [str(w.message) for w in caught if w.category is RuntimeWarning] == [
+        f"rcfd: close_func raised {OSError(5, 'EIO on close')!r} after aclose() stopped "
+        f"waiting; {fd!r} is closed"
+    ]
+    assert len(rec.calls) == 1 and state(fd) is rcfd.State.CLOSED
+
+
+def test_close_func_error_after_a_cancel_once_the_close_finished_is_not_lost() -> None:
+    # No borrow: aclose runs close_func itself, which raises; the cancellation
+    # comes before the task resumes to take the error. It must reach the task
+    # or be warned, once.
+    fd, rec = eventfd(error=OSError(5, "EIO on close"))
+
+    async def main() -> BaseException | None:
+        try:
+            async with asyncio.timeout(0):
+                await fd.aclose()
+        except BaseException as exc:
+            return exc
+        return None
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        error = asyncio.run(main())
+    warned = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    if isinstance(error, TimeoutError):  # (an OSError too: first)
+        assert len(warned) == 1 and "EIO on close" in warned[0], warned
+        assert "after aclose() stopped waiting" in warned[0]
+    else:
+        assert isinstance(error, OSError) and error.errno == 5, repr(error)
+        assert warned == []
+    assert len(rec.calls) == 1 and state(fd) is rcfd.State.CLOSED
+
+
+def test_a_cancellation_as_the_close_finishes_reaches_the_task() -> None:
+    # On 3.11 asyncio.wait_for swallowed a cancellation that came after its
+    # inner future completed (CPython gh-86296): aclose(timeout=...) returned
+    # and the task's cancel() was lost.
+    fd, rec = eventfd()
+    held = HeldBorrow(fd)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        closing = asyncio.create_task(fd.aclose(timeout=WAIT))
+        await wait_until_closing(fd)
+        held.release()  # the close finished: the task's wake-up is queued
+        def cancel_next_iteration() -> None:
+            loop.call_soon(closing.cancel)
+
+        loop.call_soon(cancel_next_iteration)  # two loop iterations from now
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+
+    asyncio.run(main())
+    assert len(rec.calls) == 1 and state(fd) is rcfd.State.CLOSED
+
+
+def test_a_closed_fd_keeps_no_reference_to_the_loop_of_its_aclose() -> None:
+    # The FD keeps its close record for good; the record must not keep the
+    # event loop (and future) of the aclose it woke.
+    fd, rec = eventfd()
+    held = HeldBorrow(fd)
+
+    async def main() -> None:
+        closing = asyncio.create_task(fd.aclose())
+        await wait_until_closing(fd)
+        await asyncio.to_thread(held.release)
+        await asyncio.wait_for(closing, WAIT)
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None, "the CLOSED FD still holds its aclose's loop"
+    assert len(rec.calls) == 1 and state(fd) is rcfd.State.CLOSED
+
+
+def test_a_cancelled_task_stays_cancelled_when_close_funcs_warning_is_an_error() -> None:
+    # The task is cancelled after close_func raised and before it resumed to
+    # receive the error, so it leaves and reports the error itself; with
+    # warnings as errors that report raises, and must not replace the task's
+    # cancellation (an `except Exception:` in the task would swallow it): it
+    # goes on the CancelledError as a note instead.
+    fd, rec = eventfd(error=OSError(5, "EIO on close"))
+    went_on: list[str] = []
+
+    async def worker() -> None:
+        try:
+            await fd.aclose()
+        except Exception as exc:  # what ordinary error handling in a task does
+            went_on.append(repr(exc))
+
+    async def main() -> BaseException:
+        task = asyncio.ensure_future(worker())
+        await asyncio.sleep(0)  # the worker's first step ran close_func, which raised
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError as exc:
+            return exc
+        pytest.fail(f"the task was not cancelled: {went_on}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        cancelled = asyncio.run(main())
+    assert went_on == []
+    notes = getattr(cancelled, "__notes__", [])
+    assert any("EIO on close" in note for note in notes), notes
+    assert len(rec.calls) == 1 and state(fd) is rcfd.State.CLOSED

@@ -120,6 +120,7 @@ def test_the_finalizer_of_an_fd_in_inits_window_closes_nothing() -> None:
     # A fork child can inherit an FD whose init (in a thread the child does not
     # have) had written OPEN but not published the holders: it is UNINIT.
     closed: list[int] = []  # records only: the number stays the test's
+    gc.collect()  # earlier tests' garbage FDs warn now, not in the block below
     raw = os.eventfd(0)
     fd = rcfd.FD()
     fd._rawfd, fd._close_func = raw, closed.append  # the holders: not yet

@@ -17,20 +17,29 @@ import os
 import pickle
 import sys
 import threading
+import time
 import traceback
 import warnings
 import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 
 import rcfd
 from rcfd import _fd, _nogil
 from rcfd._closing import Closing
-from tests.support import WAIT, CountingClose, in_thread, open_fd, wait_until
+from tests.support import (
+    WAIT,
+    CountingClose,
+    HeldBorrow,
+    Outcome,
+    in_thread,
+    open_fd,
+    wait_until,
+)
 
 # -- 1. close_func calls back into its own FD ---------------------------------
 
@@ -475,6 +484,66 @@ def test_do_refuses_a_coroutine_and_releases_the_borrow() -> None:
     assert len(closer.calls) == 1
 
 
+
+def test_do_refuses_a_started_coroutine_that_ignores_generator_exit() -> None:
+    fd, closer = open_fd()
+
+    ignored: list[bool] = []
+
+    async def stubborn(rawfd: int) -> int:
+        while True:
+            try:
+                await asyncio.sleep(0)
+            except GeneratorExit:
+                if ignored:
+                    raise  # the collector's close, later, succeeds
+                ignored.append(True)  # the first close raises RuntimeError
+
+    def fn(rawfd: int) -> object:
+        coroutine = stubborn(rawfd)
+        coroutine.send(None)  # started: suspended in its loop
+        return coroutine
+
+    with pytest.raises(TypeError, match="fn returned a coroutine"):
+        fd.do(fn)
+    assert ignored == [True] and fd.borrow_count == 0 and fd.state is rcfd.State.OPEN
+    fd.close()
+    assert len(closer.calls) == 1
+
+
+@pytest.mark.parametrize("callback", ["close_func", "on_closing"])
+def test_an_async_close_func_or_on_closing_is_an_error_not_a_silent_leak(callback: str) -> None:
+    # An `async def` returns a coroutine that nobody awaits: its body never
+    # runs. As close_func it would leave the number open while the FD says
+    # CLOSED and the registry counts it closed; so the close reports it.
+    rawfd, ran = os.eventfd(0), []
+
+    async def callback_body(number: int) -> None:
+        ran.append(number)
+
+    registry = rcfd.LifetimeRegistry()
+    fd = rcfd.FD()
+    fd.track_lifetime(registry)
+    if callback == "close_func":
+        fd.init(rawfd, callback_body)
+    else:
+        fd.init(rawfd, on_closing=callback_body)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine was never awaited"
+        with pytest.raises(TypeError, match=f"{callback}\\({rawfd}\\) returned a coroutine"):
+            fd.close()
+    assert ran == [] and fd.state is rcfd.State.CLOSED
+    stats = registry.fd_stats()
+    if callback == "close_func":  # the number is still open: the caller's to close
+        assert (stats.closed, stats.close_failed) == (0, 1)
+        os.fstat(rawfd)
+        os.close(rawfd)
+    else:  # on_closing failed; the close went on, with the default close_func
+        assert (stats.closed, stats.close_failed) == (1, 0)
+        with pytest.raises(OSError):
+            os.fstat(rawfd)
+
+
 # -- the collector inside one of the FD's own locked steps ---------------------
 
 
@@ -598,6 +667,83 @@ def test_a_close_from_a_finalizer_inside_a_locked_step_is_refused(
         gc.enable()
     assert outcome.error is None
     assert [type(e) for e in refused] == [rcfd.CloseInsideCloseFuncError]
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+
+
+@pytest.mark.parametrize("call", ["close", "detach"])
+def test_a_close_from_a_finalizer_inside_the_last_release_before_its_claim_returns(
+    monkeypatch: pytest.MonkeyPatch, call: str
+) -> None:
+    """The collector runs a finalizer that closes the FD inside the last
+    borrow's release, after its tombstone and before it claims (no lock is
+    held there, so nothing refuses it): that close joins the close in
+    progress, finds no borrow, and claims it. It waited instead, for a claim
+    only its own thread's suspended release could make: for good, timeout or
+    not, and the first closer with it."""
+    fd, closer = open_fd()
+    inner: list[BaseException | None] = []
+    real = Closing.release
+
+    def release(closing: Closing, fd_: rcfd.FD) -> None:
+        monkeypatch.setattr(Closing, "release", real)  # once
+        try:  # as the collector would run it, at the release's first check point
+            fd.close(timeout=1.0) if call == "close" else fd.detach()
+            inner.append(None)
+        except BaseException as exc:
+            inner.append(exc)
+        real(closing, fd_)
+
+    def last_borrow() -> None:
+        def body(rawfd: int) -> None:
+            first.append(in_thread(fd.close)[1])  # the owner: waits for this borrow
+            deadline = time.monotonic() + WAIT
+            while fd.state is not rcfd.State.CLOSING:
+                assert time.monotonic() < deadline, "the close never began"
+                threading.Event().wait(0.001)
+            monkeypatch.setattr(Closing, "release", release)
+
+        fd.do(body)
+
+    first: list[Outcome] = []
+    _, outcome = in_thread(last_borrow)
+    assert outcome.done.wait(WAIT), f"the release never returned: {inner}"
+    assert outcome.error is None, outcome.error
+    assert [type(e) for e in inner] == [rcfd.ClosedFDError], inner  # a second closer
+    assert first[0].done.wait(WAIT) and first[0].error is None, first[0].error
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+    assert closer.borrows_seen == [0]
+
+
+
+def test_close_funcs_error_is_reported_once_when_reporting_it_raises() -> None:
+    """close_func's error, nobody left to receive it, is warned by the thread
+    that ran it; a warnings hook that raises (a strict harness; -W error)
+    makes that release retry the run, which must not report it again."""
+    fd, closer = open_fd()
+    closer.error = OSError(5, "EIO from close_func")
+    held = HeldBorrow(fd)
+    with pytest.raises(TimeoutError):
+        fd.close(timeout=0)  # the owner leaves: the error will be nobody's
+    shown: list[type[Warning]] = []
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        shown.append(category)
+        raise RuntimeError("warning refused")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = show
+        held.end()
+    assert shown == [RuntimeWarning]
+    assert isinstance(held.outcome.error, RuntimeError), held.outcome.error
     assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
 
 
@@ -767,35 +913,43 @@ def test_a_close_begun_at_the_recursion_limit_is_finished(call: str) -> None:
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(_frames() + 120)
     try:
-        seen_open = 0
-        for extra in range(60, 120):
-            read, write = os.pipe()
-            fd = rcfd.FD(read, on_closing=os.fstat if "on_closing" in call else None)
-            number: list[int] = []
-
-            def detach(fd: rcfd.FD = fd, number: list[int] = number) -> None:
-                number[:] = (fd.detach(),)  # no call after it (3.11 counts C calls)
-
-            if call == "release that decides":
-                act: Callable[[], object] = _release_that_decides(fd)
-            else:
-                act = fd.close if call.startswith("close") else detach
-            _call_at(extra, act)
-            if fd.state is rcfd.State.OPEN:  # the call could not begin at this depth
-                seen_open += 1
-                if call == "release that decides":
-                    _call_at(0, act)  # the closer waits: give it its borrow
-            _, later = in_thread(partial(fd.close, timeout=WAIT / 4))
-            assert later.done.wait(WAIT), f"{call} at {extra} extra frames: a later close hangs"
-            left = f"{later.error!r}, {fd.borrow_count} borrow(s)"
-            assert fd.state is rcfd.State.CLOSED, f"{call} at {extra} extra frames: {left}"
-            for rawfd in number:
-                os.close(rawfd)
-            wait_until(partial(_read_end_closed, write), f"{call} at {extra}: number closed")
-            os.close(write)
-        assert seen_open, "the sweep never reached the depth where the call cannot begin"
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            _sweep_depths(call)
+        _no_close_func_error(seen)
     finally:
         sys.setrecursionlimit(limit)
+
+
+def _sweep_depths(call: str) -> None:
+    """test_a_close_begun_at_the_recursion_limit_is_finished's sweep."""
+    seen_open = 0
+    for extra in range(60, 120):
+        read, write = os.pipe()
+        fd = rcfd.FD(read, on_closing=os.fstat if "on_closing" in call else None)
+        number: list[int] = []
+
+        def detach(fd: rcfd.FD = fd, number: list[int] = number) -> None:
+            number[:] = (fd.detach(),)  # no call after it (3.11 counts C calls)
+
+        if call == "release that decides":
+            act: Callable[[], object] = _release_that_decides(fd)
+        else:
+            act = fd.close if call.startswith("close") else detach
+        _call_at(extra, act)
+        if fd.state is rcfd.State.OPEN:  # the call could not begin at this depth
+            seen_open += 1
+            if call == "release that decides":
+                _call_at(0, act)  # the closer waits: give it its borrow
+        _, later = in_thread(partial(fd.close, timeout=WAIT / 4))
+        assert later.done.wait(WAIT), f"{call} at {extra} extra frames: a later close hangs"
+        left = f"{later.error!r}, {fd.borrow_count} borrow(s)"
+        assert fd.state is rcfd.State.CLOSED, f"{call} at {extra} extra frames: {left}"
+        for rawfd in number:
+            os.close(rawfd)
+        wait_until(partial(_read_end_closed, write), f"{call} at {extra}: number closed")
+        os.close(write)
+    assert seen_open, "the sweep never reached the depth where the call cannot begin"
 
 
 def _read_end_closed(write: int) -> bool:
@@ -839,8 +993,8 @@ def test_a_finalizer_the_collector_runs_at_the_recursion_limit_closes_the_number
     sys.setrecursionlimit(_frames() + 80)
     cut_inside = 0
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
             for extra in range(40, 80):
                 read, write = os.pipe()
                 _Cycle(rcfd.FD(read))
@@ -861,6 +1015,14 @@ def test_a_finalizer_the_collector_runs_at_the_recursion_limit_closes_the_number
         if was_enabled:
             gc.enable()
     assert cut_inside, "no finalizer met the limit after it began"
+    _no_close_func_error(seen)
+
+
+def _no_close_func_error(seen: list[warnings.WarningMessage]) -> None:
+    """close_func is os.close, which cannot meet the limit (a C call): an error
+    of its reported means rcfd made a call of its own count as close_func's."""
+    errors = [str(w.message) for w in seen if "close_func raised" in str(w.message)]
+    assert not errors, errors
 
 
 def _in_the_finalizer(unraisable: sys.UnraisableHookArgs) -> bool:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
 import os
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import cast
 
@@ -15,6 +17,7 @@ import pytest
 
 import rcfd
 from tests.fdhelp import WAIT
+from tests.support import in_thread as run_in_thread
 
 
 def new_fd() -> rcfd.FD:
@@ -221,3 +224,65 @@ def test_in_flight_is_a_field_of_fdstats() -> None:
     stats = rcfd.FDStats(initialized=1, in_flight_stacks={3: "  open_it()\n"})
     assert dataclasses.asdict(stats)["in_flight"] == 1
     assert dataclasses.replace(stats, in_flight_stacks={}).in_flight == 0
+
+
+def test_a_collection_inside_the_registrys_locked_section_does_not_deadlock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The collector runs at any allocation (3.11) or check point (3.12+), so it
+    # can finalize a garbage FD tracked by a registry inside one of that
+    # registry's own locked sections, here fd_stats()'s. The FD's release then
+    # reports: with a plain lock it waited for good for the lock its own
+    # thread held. It is logged instead, and counted by that section.
+    registry = rcfd.LifetimeRegistry()
+    real = rcfd.LifetimeRegistry._count_log
+
+    def collecting(self: rcfd.LifetimeRegistry) -> None:
+        gc.collect()  # where CPython may run it: inside the locked section
+        real(self)
+
+    class Holder:
+        def __init__(self, fd: rcfd.FD) -> None:
+            self.fd = fd
+            self.cycle = self  # only the collector frees it
+
+    Holder(rcfd.FD(os.eventfd(0), registry=registry))  # garbage at once
+    monkeypatch.setattr(rcfd.LifetimeRegistry, "_count_log", collecting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        _, outcome = run_in_thread(registry.fd_stats)
+        assert outcome.done.wait(WAIT), "fd_stats() waited for good for its own lock"
+    assert outcome.error is None, outcome.error
+    stats = outcome.value
+    assert isinstance(stats, rcfd.FDStats)
+    assert (stats.initialized, stats.finalized, stats.in_flight) == (1, 1, 0)
+
+
+def test_an_fd_reports_to_its_registry_without_waiting_for_the_registrys_lock() -> None:
+    # An FD reports its init under the shared lock init takes, and its release
+    # under its own lock; a reader of the registry (fd_stats) may hold the
+    # registry's lock while the collector runs, in its section, a finalizer
+    # that closes that same FD from another thread's point of view: a
+    # reporter that waited for the registry's lock could wait for good (a
+    # lock-order inversion). So a report never waits: with the lock held by
+    # another thread, init and close return, and the next reader counts them.
+    registry = rcfd.LifetimeRegistry()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with registry._lock:
+            held.set()
+            assert release.wait(WAIT)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert held.wait(WAIT)
+    try:
+        _, outcome = run_in_thread(lambda: rcfd.FD(os.eventfd(0), registry=registry).close())
+        assert outcome.done.wait(WAIT), "init or close waited for the registry's lock"
+        assert outcome.error is None, outcome.error
+    finally:
+        release.set()
+        holder.join(WAIT)
+    stats = registry.fd_stats()
+    assert (stats.initialized, stats.closed, stats.in_flight) == (1, 1, 0)

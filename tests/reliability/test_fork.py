@@ -12,15 +12,27 @@ locked sections leaves, made deterministic.
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
+import warnings
 from collections.abc import Generator
 from typing import cast
 
 import pytest
 
 import rcfd
+from rcfd._locks import OwnedLock
 from tests.reliability import kinds
-from tests.support import CountingClose, HeldBorrow, in_child
+from tests.support import (
+    CountingClose,
+    HeldBorrow,
+    Outcome,
+    in_child,
+    in_thread,
+    reap,
+    wait_until,
+)
 
 WAIT = 10.0
 
@@ -34,7 +46,7 @@ pytestmark = pytest.mark.filterwarnings(
 class LockHolder:
     """A thread holding an FD's (or a registry's, or the shared) lock until stop()."""
 
-    def __init__(self, lock: threading.Lock | threading.RLock) -> None:
+    def __init__(self, lock: threading.Lock | threading.RLock | OwnedLock) -> None:
         self.lock = lock
         self.held = threading.Event()
         self.done = threading.Event()
@@ -290,4 +302,129 @@ def test_child_resumes_a_generator_that_a_vanished_thread_suspended_in_a_borrow(
         next(gen)  # the parent: the borrow ends here, and the close follows
     if not closing:
         fd.close(timeout=WAIT)
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1
+
+
+# -- a fork inside the close's own callbacks --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "call"),
+    [
+        ("on_closing", "close"),
+        ("on_closing", "detach"),
+        ("close_func", "close"),  # with an on_closing: close() registers its waker
+        ("close_func", "close_alone"),  # no on_closing: the uncontended close
+        ("close_func", "release"),  # close_func run by a borrow's release, not the owner
+    ],
+)
+def test_a_fork_inside_the_closes_callbacks_leaves_the_child_a_close_that_returns(
+    where: str, call: str
+) -> None:
+    """The caller that began the close (or the release that runs it) forks in
+    on_closing or close_func: in the child that thread goes on, so its close
+    must finish there and its call return, as in the parent, with no
+    warning; a close_func running in the child keeps the FD CLOSING."""
+    rawfd, parent = os.eventfd(0), os.getpid()
+    forked: list[int] = []
+    seen_in_close_func: list[str] = []
+
+    def fork_once() -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(int(WAIT))  # a hang ends the child
+        forked.append(pid)
+
+    def close_func(number: int) -> None:
+        if where == "close_func":
+            fork_once()
+            seen_in_close_func.append(fd.state.name)
+        os.close(number)
+
+    def on_closing(number: int) -> None:
+        if where == "on_closing":
+            fork_once()
+
+    with_on_closing = where == "on_closing" or call == "close"
+    fd = rcfd.FD(rawfd, close_func, on_closing=on_closing if with_on_closing else None)
+    result: object = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning in either process fails it
+        warnings.filterwarnings("ignore", ".*fork.*", DeprecationWarning)
+        if call == "detach":
+            result = fd.detach()
+        elif call == "release":
+            closes: list[Outcome] = []
+
+            def until_closing(number: int) -> None:
+                closes.append(in_thread(fd.close)[1])  # waits for this borrow
+                pause, deadline = threading.Event(), time.monotonic() + WAIT
+                while fd.state is not rcfd.State.CLOSING:
+                    assert time.monotonic() < deadline, "the other thread's close never began"
+                    pause.wait(0.001)
+
+            fd.do(until_closing)  # its release runs close_func, which forks
+        else:
+            fd.close()
+    if os.getpid() != parent:  # the child: check, and never return into pytest
+        code = 1
+        try:
+            assert fd.state is rcfd.State.CLOSED and fd.borrow_count == 0, fd
+            if where == "close_func":
+                assert seen_in_close_func == ["CLOSING"], seen_in_close_func
+            assert result == (rawfd if call == "detach" else None), result
+            code = 0
+        except BaseException as exc:
+            os.write(2, f"child failed: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
+    reap(forked[0])
+    if call == "release":
+        assert closes[0].done.wait(WAIT) and closes[0].error is None, closes[0].error
+    assert fd.state is rcfd.State.CLOSED
+    if call == "detach":
+        os.close(rawfd)
+
+
+def test_a_joiner_that_forks_from_a_signal_handler_is_woken_in_the_child() -> None:
+    """The main thread joins another thread's close (a third holds the last
+    borrow), and a signal handler forks while it waits. In the child the
+    hook finishes the close (the borrowing and owning threads are gone); the
+    joiner's waker is kept, so its close() returns there (ClosedFDError, as
+    for any joiner) instead of waiting for good, deadline or not."""
+    fd, closer = open_fd()
+    held = HeldBorrow(fd)
+    _, owner = in_thread(fd.close)  # the owner: waits for `held`
+    wait_until(lambda: fd._closer is not None and fd._closer.waiting_closers() == 1, "owner")
+    parent, children = os.getpid(), []
+
+    def fork_in_handler(signum: int, frame: object) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(int(WAIT))  # a hang ends the child
+        children.append(pid)
+
+    main = threading.get_ident()
+
+    def signal_main_once_it_waits() -> None:
+        wait_until(lambda: fd._closer is not None and fd._closer.waiting_closers() == 2, "join")
+        signal.pthread_kill(main, signal.SIGUSR1)
+        wait_until(lambda: bool(children), "the fork")
+        held.let_go()  # in the parent the borrow ends, and the close with it
+
+    previous = signal.signal(signal.SIGUSR1, fork_in_handler)
+    try:
+        in_thread(signal_main_once_it_waits)
+        try:
+            fd.close(timeout=WAIT)  # the joiner; in the child it returns there too
+            result = "returned"
+        except BaseException as exc:
+            result = type(exc).__name__
+        if os.getpid() != parent:  # the child: never return into pytest
+            os._exit(0 if result == "ClosedFDError" and fd.state is rcfd.State.CLOSED else 1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert result == "ClosedFDError", result
+    reap(children[0])
+    assert owner.done.wait(WAIT) and owner.error is None, owner.error
     assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1

@@ -17,12 +17,14 @@ counted, and are left to the random real-signal test in test_signals.py.
 
 from __future__ import annotations
 
+import asyncio
 import dis
 import gc
 import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
@@ -192,9 +194,13 @@ def _at_function_entry(where: tuple[CodeType, int] | None, name: str) -> bool:
     return offset == instructions[resume + 1].offset
 
 
-def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]:
-    """Main holds the last borrow while another thread's close() waits for it;
-    the interrupt lands anywhere in main's borrow, release and RUN_CLOSE."""
+def _borrow_then_closed_by_other_thread(
+    form: str, call: str = "close"
+) -> Callable[[Injector], None]:
+    """Main holds the last borrow while another thread's close() (or an
+    aclose() in that thread's event loop) waits for it; the interrupt lands
+    anywhere in main's borrow, release, RUN_CLOSE and wake-up: aclose's
+    waker is Python code, which an interrupt can cut at its entry."""
 
     def scenario(injector: Injector) -> None:
         fd, closer = open_fd()
@@ -204,7 +210,10 @@ def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]
         def other() -> None:
             assert inside.wait(WAIT)
             try:
-                fd.close()
+                if call == "aclose":
+                    asyncio.run(fd.aclose())
+                else:
+                    fd.close()
                 results.append(None)
             except BaseException as exc:
                 results.append(exc)
@@ -246,7 +255,7 @@ def _borrow_then_closed_by_other_thread(form: str) -> Callable[[Injector], None]
             injector.known_limit = True
             fd._release(threading.get_ident())
         t.join(WAIT)
-        assert not t.is_alive(), f"{error}: close() never returned: {fd}"
+        assert not t.is_alive(), f"{error}: {call}() never returned: {fd}"
         settle(fd, closer, error)
 
     return scenario
@@ -272,6 +281,40 @@ def _close_waiting_for_other_thread(event: str) -> Callable[[Injector], None]:
         settle(fd, closer, error)
 
     return scenario
+
+
+def _error_nobody_waits_for(injector: Injector) -> None:
+    """The owner's close timed out; main's release, the last, runs a
+    close_func that raises: its error is nobody's, and is warned. An
+    interrupt anywhere in that (the warning included: its message and its
+    stack level are Python code) must not lose it: reported once, twice at
+    worst, never zero times."""
+    fd, closer = open_fd()
+    closer.error = OSError(5, "EIO from close_func")
+    closer.fd = None  # close_func reads no rcfd code: no point inside it, where
+    # an interrupt would be close_func's own exception (and raised, not warned)
+
+    def body(_: int) -> None:
+        injector.paused = True
+        try:  # the owner leaves at its deadline, while this borrow runs
+            owner = in_thread(lambda: fd.close(timeout=0))[1]
+            assert owner.done.wait(WAIT) and isinstance(owner.error, TimeoutError)
+        finally:
+            injector.paused = False
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        error = traced(injector, lambda: fd.do(body))
+        if fd.state is rcfd.State.OPEN:  # interrupted before the borrow began
+            assert isinstance(error, Injected), error
+            closer.error = None
+            fd.close(timeout=0)  # no borrow: nothing to wait for
+            return
+    reported = [w for w in seen if "EIO from close_func" in str(w.message)]
+    assert 1 <= len(reported) <= 2, f"{error}: close_func's error reported {len(reported)} times"
+    assert error is None or isinstance(error, Injected), error
+    assert fd.state is rcfd.State.CLOSED and len(closer.calls) == 1, f"{error}: {fd}"
+    shared_lock_free(error)
 
 
 def _close_alone(injector: Injector) -> None:
@@ -305,9 +348,11 @@ def _create_then_close(injector: Injector) -> None:
 SCENARIOS: dict[str, Callable[[Injector], None]] = {
     "do-last-borrow": _borrow_then_closed_by_other_thread("do"),
     "borrow-last-borrow": _borrow_then_closed_by_other_thread("borrow"),
+    "do-last-borrow-aclose": _borrow_then_closed_by_other_thread("do", "aclose"),
     "close-waits": _close_waiting_for_other_thread("close"),
     "detach-waits": _close_waiting_for_other_thread("detach"),
     "close-alone": _close_alone,
+    "error-nobody-waits-for": _error_nobody_waits_for,
     "create-then-close": _create_then_close,
 }
 

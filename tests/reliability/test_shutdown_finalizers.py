@@ -149,3 +149,63 @@ def test_an_fd_finalized_after_rcfds_modules_were_cleared_still_closes() -> None
     assert proc.returncode == 0, proc.stderr
     assert len(re.findall(r"^CLOSED \d+$", proc.stderr, re.M)) == 2, proc.stderr
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+HELD = textwrap.dedent(
+    """
+    import gc, os, sys
+    sys.path.insert(0, {root!r})
+    import rcfd
+
+    def close_func(n, _close=os.close, _write=os.write):
+        _close(n)
+        _write(2, b"CLOSED %d\\n" % n)
+
+    class Conn:
+        # An FD and a generator suspended inside `with fd.borrow()`, in one
+        # cycle: at exit teardown may finalize the FD before the generator.
+        def __init__(self):
+            self.fd = rcfd.FD(os.eventfd(0), close_func)
+            self.reader = self.read()
+            next(self.reader)
+            self.me = self
+
+        def read(self, _fstat=os.fstat, _write=os.write):
+            with self.fd.borrow() as n:
+                try:
+                    yield n
+                finally:
+                    try:
+                        _fstat(n)
+                    except OSError:
+                        _write(2, b"CLOSED UNDER THE BORROW %d\\n" % n)
+
+    held = [Conn() for _ in range(3)]
+
+    def failing_close(n, _close=os.close):
+        _close(n)
+        raise OSError(5, "EIO from close_func")
+
+    FAILING = rcfd.FD(os.eventfd(0), failing_close)
+    """
+)
+
+
+def test_at_exit_a_borrowed_fd_is_not_closed_under_its_borrow_and_errors_are_warned() -> None:
+    """Module teardown finalizes plainly (no lock, no waiter): an FD whose
+    borrow a garbage generator still holds is left open for that borrow (and
+    to the kernel), not closed under it; close_func's exception is a
+    RuntimeWarning, as before exit, not "Exception ignored"."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", HELD.format(root=root)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    err = proc.stderr
+    assert proc.returncode == 0, err
+    assert "CLOSED UNDER THE BORROW" not in err, err
+    assert re.search(r"RuntimeWarning: rcfd: close_func raised OSError\(5, 'EIO from close_func'\) "
+                     r"in the finalizer at exit; fd \d+ is closed", err), err  # fmt: skip
+    assert "Exception ignored" not in err and "Traceback" not in err, err

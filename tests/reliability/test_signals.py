@@ -26,6 +26,7 @@ import pytest
 
 import rcfd
 from rcfd import _fd
+from rcfd._locks import OwnedLock
 from tests.reliability import kinds
 from tests.support import CountingClose, HeldBorrow
 
@@ -354,7 +355,7 @@ def test_sigint_at_random_moments_never_loses_a_borrow_or_a_close() -> None:
                 lock = fd._lock
                 assert lock is None or not lock._is_owned(), f"a lock of {fd} was left held"
                 checked += 1
-            shared = cast("_fd._FDLock", _fd._SHARED_LOCK)  # (an RLock: it has _is_owned)
+            shared = cast("OwnedLock", _fd._SHARED_LOCK)  # (an RLock: it has _is_owned)
             assert not shared._is_owned(), "the shared lock was left held"
             hammer.caught.set()
     finally:
