@@ -83,7 +83,7 @@ class World:
     fd: FD | None = None
     # Looked up at call time, so that inside a run it is interleave-test's Event.
     gate: threading.Event = field(default_factory=lambda: threading.Event())
-    # What a tracker passes, made with the World, inside the run (its lock is modelled).
+    # What a tracker passes, made again inside the locks model() models.
     registry: LifetimeRegistry = field(default_factory=LifetimeRegistry)
     held: list[Generator[int, None, None]] = field(default_factory=list)
 
@@ -196,6 +196,7 @@ def model_for(scenario: Scenario) -> Callable[[], None]:
         world.history.observe = world.observe
         world.history.on_closing = scenario.on_closing
         with _modelled_locks(), installed(Seam(world.history)), warnings_logged(world.history):
+            world.registry = LifetimeRegistry()  # its lock modelled, with _is_owned
             problems = run_scenario(world)
         calls = Run(world.history).calls()
         OUTCOMES[" ".join(sorted(f"{c.who}.{c.detail}={c.result}" for c in calls))] += 1
