@@ -53,7 +53,7 @@ from array import array
 from collections import Counter
 from collections.abc import Callable
 from types import CoroutineType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn
 
 from rcfd import _nogil
 from rcfd._lifecycle import CloseEvent, Duty, Event, Outcome, Stage, close_step
@@ -767,15 +767,14 @@ def _woken() -> None:
     """What stands in `wakers` for a waker once called (Closing.run)."""
 
 
-def refuse_async(coroutine: object, what: str, rawfd: int) -> None:
+def refuse_async(coroutine: object, what: str, rawfd: int) -> NoReturn:
     """The coroutine an `async def` close_func or on_closing returned, which
     nobody awaits: the number would stay open while the FD says CLOSED."""
-    with contextlib.suppress(RuntimeError):  # (one that ignores GeneratorExit)
-        cast("CoroutineType[object, object, object]", coroutine).close()
     still = " (the number is still open)" if what == "close_func" else ""
-    raise TypeError(
+    _nogil.refuse(
+        coroutine,
         f"{what}({rawfd}) returned a coroutine, which nobody awaits: it never "
-        f"ran{still}; {what} must be a blocking function, not an async def"
+        f"ran{still}; {what} must be a blocking function, not an async def",
     )
 
 

@@ -31,7 +31,7 @@ import threading
 from array import array
 from collections.abc import Callable
 from types import CoroutineType, TracebackType
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, NoReturn, TypeVar, cast
 
 from rcfd._checks import check_callable
 from rcfd._errors import borrow_entered_twice
@@ -195,9 +195,17 @@ def refuse_coroutine(result: object) -> None:
     """`await fd.do(async_fn)` would run async_fn's body after the borrow
     ended, on a number that may be closed by then (specs/ecosystem.md)."""
     if type(result) is CoroutineType:
-        with contextlib.suppress(RuntimeError):  # (one that ignores GeneratorExit)
-            cast("CoroutineType[object, object, object]", result).close()
-        raise TypeError(
+        refuse(
+            result,
             "do: fn returned a coroutine, which would run after the borrow "
-            "ended; call a blocking fn (in a thread: asyncio.to_thread(fd.do, fn))"
+            "ended; call a blocking fn (in a thread: asyncio.to_thread(fd.do, fn))",
         )
+
+
+def refuse(coroutine: object, message: str) -> NoReturn:
+    """Close a coroutine rcfd will not run (so it never warns "never
+    awaited"), then raise TypeError(message). Also for close_func's and
+    on_closing's (rcfd._closing.refuse_async)."""
+    with contextlib.suppress(RuntimeError):  # (one that ignores GeneratorExit)
+        cast("CoroutineType[object, object, object]", coroutine).close()
+    raise TypeError(message)

@@ -11,6 +11,7 @@ import contextvars
 import sys
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -140,7 +141,7 @@ class LifetimeRegistry:
         # Reentrant, so that a reporter can tell its own thread holds it.
         self._lock = _new_lock()
         # The reports not counted yet, oldest first: each counts itself.
-        self._log: list[Callable[[], None]] = []
+        self._log: deque[Callable[[], None]] = deque()
         self._initialized = 0
         self._closed = 0
         self._close_failed = 0
@@ -225,7 +226,7 @@ class LifetimeRegistry:
         the collector may log more while they are counted."""
         log = self._log
         while log:
-            log.pop(0)()
+            log.popleft()()
 
     def _count_init(self, key: int, rawfd: int, stack: traceback.StackSummary) -> None:
         self._initialized += 1

@@ -6,12 +6,15 @@ instead of hanging it.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import os
 import signal
 import threading
 import time
+import weakref
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -251,3 +254,17 @@ class InterruptedInsert(_Holders):
             if self.meanwhile is not None:
                 self.meanwhile()
             raise KeyboardInterrupt
+
+
+def loop_freed_after(main: Callable[[], Coroutine[object, object, None]]) -> bool:
+    """Run main() on a new event loop, close the loop and drop it: whether it
+    is then freed (nothing, such as an FD's close record, still holds it)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    return gone() is None

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import os
 import threading
 import warnings
-import weakref
 from typing import cast
 
 import pytest
 
 import rcfd
 from tests.fdhelp import WAIT, HeldBorrow, eventfd, is_open, state
+from tests.support import loop_freed_after
 
 
 async def wait_until_closing(fd: rcfd.FD) -> None:
@@ -417,15 +416,7 @@ def test_a_closed_fd_keeps_no_reference_to_the_loop_of_its_aclose() -> None:
         await asyncio.to_thread(held.release)
         await asyncio.wait_for(closing, WAIT)
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-    gone = weakref.ref(loop)
-    del loop
-    gc.collect()
-    assert gone() is None, "the CLOSED FD still holds its aclose's loop"
+    assert loop_freed_after(main), "the CLOSED FD still holds its aclose's loop"
     assert len(rec.calls) == 1 and state(fd) is rcfd.State.CLOSED
 
 

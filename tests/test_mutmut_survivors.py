@@ -11,11 +11,9 @@ Every wait is bounded (WAIT); no test sleeps to hope for an ordering.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import threading
-import weakref
 from collections.abc import Callable
 
 import pytest
@@ -29,6 +27,7 @@ from tests.support import (
     InterruptedInsert,
     PausingRegistry,
     in_thread,
+    loop_freed_after,
     state_of,
     wait_until,
 )
@@ -86,16 +85,9 @@ def test_an_aclose_that_timed_out_keeps_no_reference_to_its_loop() -> None:
         with pytest.raises(TimeoutError):
             await fd.aclose(timeout=0.01)
 
-    loop = asyncio.new_event_loop()
+    freed = loop_freed_after(give_up)
     try:
-        loop.run_until_complete(give_up())
-    finally:
-        loop.close()
-    gone = weakref.ref(loop)
-    del loop
-    gc.collect()
-    try:
-        assert gone() is None, "the CLOSING FD still holds the timed-out aclose's waker"
+        assert freed, "the CLOSING FD still holds the timed-out aclose's waker"
     finally:
         held.end()
     assert held.outcome.error is None

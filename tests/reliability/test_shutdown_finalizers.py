@@ -86,22 +86,22 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_unclosed_fds_are_closed_with_a_warning_at_interpreter_exit() -> None:
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "dev",
-            "-W",
-            "default::ResourceWarning",
-            "-c",
-            CHILD.format(root=root),
-        ],
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_child(script: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """`script` (formatted with the repository's root) in a child interpreter
+    run with `options`; a hang at its shutdown fails here, not the suite."""
+    return subprocess.run(
+        [sys.executable, *options, "-c", script.format(root=ROOT)],
         capture_output=True,
         text=True,
-        timeout=60,  # a hang at shutdown fails here instead of blocking the suite
+        timeout=60,
     )
+
+
+def test_unclosed_fds_are_closed_with_a_warning_at_interpreter_exit() -> None:
+    proc = run_child(CHILD, "-X", "dev", "-W", "default::ResourceWarning")
     out, err = proc.stdout, proc.stderr
     assert proc.returncode == 0, err
     match = re.search(r"EXPECTED (\d+)", out)
@@ -139,13 +139,7 @@ LATE = textwrap.dedent(
 
 
 def test_an_fd_finalized_after_rcfds_modules_were_cleared_still_closes() -> None:
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [sys.executable, "-W", "default::ResourceWarning", "-c", LATE.format(root=root)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_child(LATE, "-W", "default::ResourceWarning")
     assert proc.returncode == 0, proc.stderr
     assert len(re.findall(r"^CLOSED \d+$", proc.stderr, re.M)) == 2, proc.stderr
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
@@ -196,13 +190,7 @@ def test_at_exit_a_borrowed_fd_is_not_closed_under_its_borrow_and_errors_are_war
     borrow a garbage generator still holds is left open for that borrow (and
     to the kernel), not closed under it; close_func's exception is a
     RuntimeWarning, as before exit, not "Exception ignored"."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.run(
-        [sys.executable, "-W", "default", "-c", HELD.format(root=root)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_child(HELD, "-W", "default")
     err = proc.stderr
     assert proc.returncode == 0, err
     assert "CLOSED UNDER THE BORROW" not in err, err
