@@ -111,6 +111,18 @@ SYSCALLS: dict[str, dict[str, int]] = {
 }
 
 
+def in_syscall(native_id: int | None, name: str) -> bool | None:
+    """Whether thread `native_id` is blocked in system call `name` now (the
+    kernel's view of it); None if this architecture's numbers are unknown."""
+    import platform
+
+    numbers = SYSCALLS.get(platform.machine())
+    if numbers is None or native_id is None:
+        return None
+    with open(f"/proc/self/task/{native_id}/syscall") as f:
+        return f.read().split(" ", 1)[0] == str(numbers[name])
+
+
 def wait_in_syscall(native_id: int | None, name: str) -> bool:
     """Wait until thread `native_id` is blocked in system call `name`.
 
@@ -118,17 +130,13 @@ def wait_in_syscall(native_id: int | None, name: str) -> bool:
     skips); fails the test after WAIT. It polls the kernel's view of the
     thread: it checks the state the test needs rather than hoping for it.
     """
-    import platform
     import time
 
-    numbers = SYSCALLS.get(platform.machine())
-    if numbers is None or native_id is None:
+    if in_syscall(native_id, name) is None:
         return False
-    path = f"/proc/self/task/{native_id}/syscall"
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        with open(path) as f:
-            if f.read().split(" ", 1)[0] == str(numbers[name]):
-                return True
+        if in_syscall(native_id, name):
+            return True
         time.sleep(0.001)
     raise AssertionError(f"thread {native_id} never blocked in {name}()")

@@ -27,11 +27,13 @@ import pytest
 import rcfd
 from rcfd import _fd
 from rcfd._locks import OwnedLock
+from tests.fdhelp import in_syscall
 from tests.reliability import kinds
 from tests.support import CountingClose, HeldBorrow
 
 WAIT = 10.0
 MAIN = threading.main_thread().ident
+MAIN_NATIVE = threading.main_thread().native_id
 
 
 @contextmanager
@@ -58,10 +60,17 @@ def open_fd() -> tuple[rcfd.FD, CountingClose]:
 
 
 def send_sigint_when(ready: Callable[[], bool]) -> threading.Thread:
-    """A thread that sends SIGINT to the main thread once `ready()` holds."""
+    """A thread that sends SIGINT to the main thread once `ready()` holds and
+    main is blocked (in a futex: a lock, an event, or waiting for the GIL).
+    A SIGINT that lands after main's last check point but before its wait
+    blocks is not seen until the wait ends: the test would then wait for
+    the borrow to give up (WAIT) and see the close finished (seen in CI)."""
+
+    def blocked() -> bool:
+        return in_syscall(MAIN_NATIVE, "futex") is not False  # (unknown: as before)
 
     def run() -> None:
-        assert kinds.wait_until(ready, WAIT)
+        assert kinds.wait_until(lambda: ready() and blocked(), WAIT)
         assert MAIN is not None
         signal.pthread_kill(MAIN, signal.SIGINT)
 
